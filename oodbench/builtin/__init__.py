@@ -1,0 +1,1 @@
+"""Default plugins built into the core, registered by module path like pytest's own."""

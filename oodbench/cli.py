@@ -1,0 +1,231 @@
+"""The ``oodbench`` command: parse, call one function, print.
+
+User mistakes (UsageError) print one line and exit 2; failed cells exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from tabulate import tabulate
+
+from oodbench import __version__
+from oodbench.errors import DataIntegrityError, DataUnavailableError, UsageError
+from oodbench.matrix import AXES, Overrides, parse_set
+from oodbench.plugins import KINDS, get_plugins
+from oodbench.selection import RULES
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of integers like 0,1,2, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("expected at least one seed")
+    return seeds
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _first_line(obj: Any) -> str:
+    return ((getattr(obj, "__doc__", None) or "").strip().splitlines() or [""])[0]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from oodbench.report import render
+    from oodbench.runner import RunOptions, run_matrix
+    from oodbench.store import Store
+
+    filters = {axis: getattr(args, singular) for axis, singular in AXES.items() if getattr(args, singular)}
+    overrides = Overrides(filters=filters, seeds=args.seeds, epochs=args.epochs,
+                          sets=[parse_set(s) for s in args.set])
+    options = RunOptions(matrix=args.matrix, overrides=overrides, out=args.out, resume=args.resume,
+                         executor=args.executor, jobs=args.jobs, device=args.device, data_dir=args.data_dir,
+                         argv=sys.argv[1:])
+    summary = run_matrix(options)
+    with Store.in_dir(summary.run_dir) as store:
+        print(render(store, "table", args.selection))
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
+    print(f"\nrun directory: {summary.run_dir} ({counts})")
+    print(f"more: oodbench report {summary.run_dir} --selection oracle|last|val --format markdown|json|csv")
+    return 1 if summary.failed else 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    plugins = get_plugins()
+    plugins.failed()
+    records = [r.as_dict() for r in plugins.records.values()]
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    rows = [[r["name"], r["dist"], r["version"], ", ".join(h.removeprefix("oodbench_") for h in r["hooks"]),
+             "yes" if r["loaded"] else "no: " + "; ".join(r["errors"])] for r in records]
+    print(tabulate(rows, headers=["plugin", "distribution", "version", "hooks", "loaded"]))
+    return 0
+
+
+def _describe(kind: str, obj: Any) -> dict[str, Any]:
+    info: dict[str, Any] = {"description": _first_line(obj)}
+    if kind != "datasets":
+        info["defaults"] = dict(getattr(obj, "defaults", {}) or {})
+    if kind == "algorithms":
+        info["requires"] = sorted(getattr(obj, "requires", ()))
+    if kind == "datasets":
+        info["provides"] = sorted(getattr(obj, "provides", ()))
+    return info
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    plugins = get_plugins()
+    entries = [{"name": e.name, "dist": e.dist, **_describe(args.kind, e.obj)} for e in plugins.registry(args.kind)]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    extra = {"datasets": "provides", "algorithms": "requires"}.get(args.kind)
+    rows = []
+    for e in entries:
+        defaults = ", ".join(f"{k}={v}" for k, v in e.get("defaults", {}).items())
+        row = [e["name"], e["dist"], *([", ".join(e[extra])] if extra else []), *([defaults] if "defaults" in e else []),
+               e["description"]]
+        rows.append(row)
+    headers = ["name", "distribution", *([extra] if extra else []),
+               *(["defaults"] if args.kind != "datasets" else []), "description"]
+    print(tabulate(rows, headers=headers))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from oodbench.report import open_store, render
+
+    with open_store(args.run_dir) as store:
+        text = render(store, args.format, args.selection)
+    if args.output:
+        args.output.write_text(text + "\n")
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from oodbench.data.mnist import data_home, load_mnist
+
+    mnist = load_mnist(args.data_dir, progress=True)
+    print(f"MNIST: {len(mnist.train_x)} training and {len(mnist.test_x)} test images from {mnist.source}; "
+          f"sha256 verified; cached under {data_home()}")
+    return 0
+
+
+def cmd_data_preview(args: argparse.Namespace) -> int:
+    from oodbench.data.preview import preview
+
+    dataset = get_plugins().registry("datasets").get(args.dataset, where="data preview")
+    envs = dataset.build(args.seed, args.data_dir)
+    path = preview(envs, args.out, per_env=args.per_env, attribute_values=tuple(dataset.attribute_values))
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="oodbench", description="Benchmark OOD generalization under spurious correlations.")
+    parser.add_argument("--version", action="version", version=f"oodbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a matrix of datasets x backbones x algorithms x targets x seeds")
+    run.add_argument("--matrix", nargs="?", const=None, default=None, metavar="NAME|FILE.toml",
+                     help="a named matrix or a TOML file (default: quick)")
+    for singular, short in (("dataset", "-d"), ("backbone", "-b"), ("algorithm", "-a"), ("target", "-t")):
+        run.add_argument(short, f"--{singular}", action="append", default=[], metavar="NAME",
+                         help=f"run only this {singular} (repeatable)")
+    run.add_argument("--seeds", type=_seeds, help="comma list, e.g. 0,1,2")
+    run.add_argument("--epochs", type=_positive, help="override the training budget of every cell")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="hyperparameter override, e.g. lr=1e-3 or erm.lr=1e-3 (repeatable)")
+    run.add_argument("--out", type=Path, help="run directory (default: runs/<matrix>-<time>)")
+    run.add_argument("--resume", action="store_true", help="finish the run in --out, keeping every done cell")
+    run.add_argument("--executor", default="local", choices=["local", "process"])
+    run.add_argument("--jobs", type=_positive, default=1, help="worker processes for --executor process")
+    run.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    run.add_argument("--data-dir", type=Path, help="a directory holding the four MNIST IDX files")
+    run.add_argument("--selection", default="val", choices=list(RULES), help="selection rule of the printed table")
+    run.set_defaults(func=cmd_run)
+
+    plugins = sub.add_parser("plugins", help="installed plugins: distribution, version, hooks, load errors")
+    plugins.add_argument("--json", action="store_true")
+    plugins.set_defaults(func=cmd_plugins)
+
+    listing = sub.add_parser("list", help="registered datasets, backbones, algorithms or targets")
+    listing.add_argument("kind", choices=KINDS)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_list)
+
+    report = sub.add_parser("report", help="render a run directory's results")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    report.add_argument("--format", default="table", choices=["table", "markdown", "json", "csv"])
+    report.add_argument("--selection", default="val", choices=list(RULES))
+    report.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    report.set_defaults(func=cmd_report)
+
+    data = sub.add_parser("data", help="fetch and look at data")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    fetch = data_sub.add_parser("fetch", help="download, verify and cache MNIST")
+    fetch.add_argument("name", nargs="?", default="mnist", choices=["mnist"])
+    fetch.add_argument("--data-dir", type=Path, help="a directory holding the four MNIST IDX files")
+    fetch.set_defaults(func=cmd_data_fetch)
+    prev = data_sub.add_parser("preview", help="a PNG grid of a dataset's environments")
+    prev.add_argument("dataset")
+    prev.add_argument("--out", type=Path, required=True)
+    prev.add_argument("--seed", type=int, default=0)
+    prev.add_argument("--per-env", type=_positive, default=8)
+    prev.add_argument("--data-dir", type=Path)
+    prev.set_defaults(func=cmd_data_preview)
+    return parser
+
+
+def _warn_failed_plugins() -> None:
+    plugins = get_plugins()
+    for record in plugins.failed():
+        print(f"oodbench: warning: plugin {record.name!r} from {record.dist} did not load: {'; '.join(record.errors)} "
+              "(OODBENCH_LOAD_PLUGINS limits which plugins load)", file=sys.stderr)
+    for warning in plugins.warnings:
+        print(f"oodbench: warning: {warning}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command != "plugins":
+            _warn_failed_plugins()
+        return args.func(args)
+    except (UsageError, DataIntegrityError, DataUnavailableError) as exc:
+        print(f"oodbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("oodbench: interrupted; finished cells are stored, continue with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data sources, caches and the built-in datasets' constructions."""

@@ -1,0 +1,330 @@
+"""Matrix files -> cells: crossing, include/exclude, filters, hyperparameters, skip reasons.
+
+A matrix is a TOML file (or a named one shipped in ``oodbench/matrices``)::
+
+    datasets = ["colored_mnist"]
+    backbones = ["cnn"]
+    algorithms = ["erm"]
+    targets = ["float"]
+    seeds = [0, 1, 2]
+    [training]            # epochs, batch_size, holdout_fraction, train_eval_size
+    epochs = 5
+    [hparams.erm]         # per algorithm, backbone or target; algorithms may also set training keys
+    lr = 1e-3
+    [[include]]           # extra combinations, CI-matrix style
+    dataset = "colored_mnist"
+    backbone = "mlp"
+    algorithm = "erm"
+    target = "float"
+    [[exclude]]           # drop every combination matching all given keys
+    backbone = "mlp"
+
+Every field is validated; a mistake is a one-line UsageError naming the file,
+the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from oodbench.errors import UsageError
+from oodbench.plugins import PluginSet
+
+DEFAULT_MATRIX = "quick"
+AXES = {"datasets": "dataset", "backbones": "backbone", "algorithms": "algorithm", "targets": "target"}
+TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 5, "batch_size": 128, "holdout_fraction": 0.1, "train_eval_size": 5000}
+TOP_LEVEL_KEYS = ("name", "description", *AXES, "seeds", "training", "hparams", "include", "exclude")
+INCLUDE_KEYS = ("dataset", "backbone", "algorithm", "target", "seeds")
+EXCLUDE_KEYS = ("dataset", "backbone", "algorithm", "target", "seed")
+
+
+@dataclass
+class Matrix:
+    """A parsed, not yet expanded, matrix file."""
+
+    name: str
+    source: str
+    description: str = ""
+    datasets: list[str] = field(default_factory=list)
+    backbones: list[str] = field(default_factory=list)
+    algorithms: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=lambda: ["float"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    training: dict[str, Any] = field(default_factory=dict)
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    include: list[dict[str, Any]] = field(default_factory=list)
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("name", "source", "description", *AXES, "seeds", "training",
+                                                "hparams", "include", "exclude")}
+
+
+@dataclass
+class Overrides:
+    """What the command line changes: filters per axis, seeds, epochs, ``--set`` pairs."""
+
+    filters: dict[str, list[str]] = field(default_factory=dict)
+    seeds: list[int] | None = None
+    epochs: int | None = None
+    sets: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (dataset, backbone, algorithm, target, seed) with fully resolved hyperparameters."""
+
+    dataset: str
+    backbone: str
+    algorithm: str
+    target: str
+    seed: int
+    training: dict[str, Any]
+    algorithm_hparams: dict[str, Any]
+    backbone_hparams: dict[str, Any]
+    target_hparams: dict[str, Any]
+    skip_reason: str | None = None
+
+    @property
+    def training_key(self) -> str:
+        """Content hash of everything that shapes the trained network; targets share it."""
+        return _digest([self.dataset, self.backbone, self.algorithm, self.seed, self.training,
+                        self.algorithm_hparams, self.backbone_hparams])
+
+    @property
+    def key(self) -> str:
+        return _digest([self.training_key, self.target, self.target_hparams])
+
+    def hparams(self) -> dict[str, dict[str, Any]]:
+        return {"training": self.training, "algorithm": self.algorithm_hparams,
+                "backbone": self.backbone_hparams, "target": self.target_hparams}
+
+    def label(self) -> str:
+        return f"{self.dataset}/{self.backbone}/{self.algorithm}/{self.target}/seed{self.seed}"
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value as TOML would read it (1e-3, 64, true, "x"); bare words stay strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set lr=1e-3 or --set erm.lr=1e-3")
+    return key.strip(), parse_value(value.strip())
+
+
+def named_matrices() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("oodbench.matrices").iterdir() if p.name.endswith(".toml"))
+
+
+def load_matrix(spec: str | None) -> Matrix:
+    """A matrix by name (shipped) or by path; ``None`` means the default matrix."""
+    spec = spec or DEFAULT_MATRIX
+    path = Path(spec)
+    if spec.endswith(".toml") or path.exists():
+        if not path.is_file():
+            raise UsageError(f"--matrix {spec}: no such file")
+        text, source = path.read_text(), str(path)
+    elif spec in named_matrices():
+        text, source = resources.files("oodbench.matrices").joinpath(f"{spec}.toml").read_text(), f"{spec} (built in)"
+    else:
+        raise UsageError(f"--matrix {spec!r}: not a file and not a named matrix (named: {', '.join(named_matrices())})")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{source}: not valid TOML: {exc}") from None
+    return parse_matrix(data, source, default_name=path.stem)
+
+
+def _names(value: Any, source: str, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{source}: field {key!r} must be a list of names, got {value!r}")
+    return list(value)
+
+
+def _seeds(value: Any, where: str) -> list[int]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise UsageError(f"{where} must be a non-empty list of integers, got {value!r}")
+    return list(value)
+
+
+def _table_list(value: Any, source: str, key: str, allowed: tuple[str, ...]) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise UsageError(f"{source}: field {key!r} must be an array of tables ([[{key}]])")
+    for i, entry in enumerate(value):
+        for k in entry:
+            if k not in allowed:
+                raise UsageError(f"{source}: {key}[{i}] has unknown key {k!r} (allowed: {', '.join(allowed)})")
+    return list(value)
+
+
+def parse_matrix(data: dict[str, Any], source: str, default_name: str = "matrix") -> Matrix:
+    """Validate the shape of a matrix file; names are checked later against the registries."""
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise UsageError(f"{source}: unknown field {key!r} (allowed: {', '.join(TOP_LEVEL_KEYS)})")
+    matrix = Matrix(name=str(data.get("name", default_name)), source=source,
+                    description=str(data.get("description", "")))
+    for key in AXES:
+        if key in data:
+            setattr(matrix, key, _names(data[key], source, key))
+    if "seeds" in data:
+        matrix.seeds = _seeds(data["seeds"], f"{source}: field 'seeds'")
+    training = data.get("training", {})
+    if not isinstance(training, dict):
+        raise UsageError(f"{source}: field 'training' must be a table")
+    for key, value in training.items():
+        matrix.training[key] = check_value(key, value, TRAINING_DEFAULTS, f"{source}: training.{key}")
+    hparams = data.get("hparams", {})
+    if not isinstance(hparams, dict) or not all(isinstance(v, dict) for v in hparams.values()):
+        raise UsageError(f"{source}: field 'hparams' must hold one table per component, e.g. [hparams.erm]")
+    matrix.hparams = {k: dict(v) for k, v in hparams.items()}
+    matrix.include = _table_list(data.get("include", []), source, "include", INCLUDE_KEYS)
+    for i, entry in enumerate(matrix.include):
+        missing = [k for k in INCLUDE_KEYS[:4] if k not in entry]
+        if missing:
+            raise UsageError(f"{source}: include[{i}] lacks {', '.join(missing)} (an include names a full combination)")
+        if "seeds" in entry:
+            _seeds(entry["seeds"], f"{source}: include[{i}].seeds")
+    matrix.exclude = _table_list(data.get("exclude", []), source, "exclude", EXCLUDE_KEYS)
+    return matrix
+
+
+def check_value(key: str, value: Any, defaults: dict[str, Any], where: str) -> Any:
+    """``value`` if ``key`` is known and its type matches the default's (ints pass for floats)."""
+    if key not in defaults:
+        raise UsageError(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(defaults)) or 'none'})")
+    expected = defaults[key]
+    if isinstance(expected, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(expected, bool)
+    elif isinstance(expected, float):
+        ok = isinstance(value, (int, float))
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(expected))
+    if not ok:
+        raise UsageError(f"{where}: expected {type(expected).__name__} like {expected!r}, got {value!r}")
+    return value
+
+
+class _Components:
+    """Defaults of every component a cell touches, looked up from the registries."""
+
+    def __init__(self, plugins: PluginSet) -> None:
+        self.plugins = plugins
+
+    def defaults(self, kind: str, name: str) -> dict[str, Any]:
+        return dict(getattr(self.plugins.registry(kind).get(name), "defaults", {}) or {})
+
+    def kind_of(self, name: str) -> list[str]:
+        return [k for k in ("algorithms", "backbones", "targets") if name in self.plugins.registry(k)]
+
+
+def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = None) -> list[Cell]:
+    """Every cell of the matrix after filters, include/exclude and hyperparameter resolution."""
+    overrides = overrides or Overrides()
+    components = _Components(plugins)
+    axes = {axis: list(getattr(matrix, axis)) for axis in AXES}
+    for axis, names in overrides.filters.items():
+        for name in names:
+            plugins.registry(axis).get(name, where=f"--{AXES[axis]}")
+        axes[axis] = list(dict.fromkeys(names))
+    for axis, names in axes.items():
+        for name in names:
+            plugins.registry(axis).get(name, where=f"{matrix.source}: {axis}")
+    seeds = overrides.seeds or matrix.seeds
+    combos = [dict(zip(AXES.values(), c)) | {"seeds": seeds} for c in itertools.product(*axes.values())]
+    for i, entry in enumerate(matrix.include):
+        for axis, singular in AXES.items():
+            plugins.registry(axis).get(entry[singular], where=f"{matrix.source}: include[{i}].{singular}")
+        if all(entry[AXES[a]] in names for a, names in overrides.filters.items()):
+            combos.append({k: entry[k] for k in AXES.values()} | {"seeds": overrides.seeds or entry.get("seeds", seeds)})
+    for name in matrix.hparams:
+        if not components.kind_of(name):
+            raise UsageError(f"{matrix.source}: [hparams.{name}] names no installed algorithm, backbone or target")
+    sets = _check_sets(overrides.sets, combos, components)
+    cells: dict[str, Cell] = {}
+    for combo in combos:
+        for seed in combo["seeds"]:
+            point = {k: combo[k] for k in AXES.values()} | {"seed": seed}
+            if any(all(point[k] == v for k, v in ex.items()) for ex in matrix.exclude):
+                continue
+            cell = _resolve(point, matrix, overrides, sets, components)
+            cells.setdefault(cell.key, cell)
+    return list(cells.values())
+
+
+def _check_sets(sets: list[tuple[str, Any]], combos: list[dict], components: _Components) -> list[tuple[str, str, Any]]:
+    """Split ``--set`` keys into (component or '', key, value) and reject keys nothing declares."""
+    selected = {kind: {c[AXES[kind]] for c in combos} for kind in ("algorithms", "backbones", "targets")}
+    declared = {(name, k) for kind, names in selected.items() for name in names for k in components.defaults(kind, name)}
+    declared |= {(name, k) for name in selected["algorithms"] for k in TRAINING_DEFAULTS}
+    allowed = sorted(set(TRAINING_DEFAULTS) | {k for _, k in declared} | {f"{n}.{k}" for n, k in declared})
+    checked = []
+    for key, value in sets:
+        scope, _, bare = key.rpartition(".")
+        scope = "" if scope == "training" else scope
+        ok = (scope, bare) in declared if scope else (bare in TRAINING_DEFAULTS or any(k == bare for _, k in declared))
+        if not ok:
+            raise UsageError(f"--set {key}: no selected algorithm, backbone, target or training option has it "
+                             f"(allowed: {', '.join(allowed)})")
+        checked.append((scope, bare, value))
+    return checked
+
+
+def _resolve(point: dict[str, Any], matrix: Matrix, overrides: Overrides, sets: list[tuple[str, str, Any]],
+             components: _Components) -> Cell:
+    names = {"algorithms": point["algorithm"], "backbones": point["backbone"], "targets": point["target"]}
+    training = dict(TRAINING_DEFAULTS) | matrix.training
+    sections = {kind: components.defaults(kind, name) for kind, name in names.items()}
+    for kind, name in names.items():
+        for key, value in matrix.hparams.get(name, {}).items():
+            where = f"{matrix.source}: hparams.{name}.{key}"
+            if kind == "algorithms" and key in TRAINING_DEFAULTS and key not in sections[kind]:
+                training[key] = check_value(key, value, TRAINING_DEFAULTS, where)
+            else:
+                allowed = sections[kind] | (TRAINING_DEFAULTS if kind == "algorithms" else {})
+                sections[kind][key] = check_value(key, value, allowed, where)
+    for scope, key, value in sorted(sets, key=lambda s: bool(s[0])):
+        targets = [kind for kind, name in names.items() if scope in ("", name) and key in sections[kind]]
+        for kind in targets:
+            sections[kind][key] = check_value(key, value, sections[kind], f"--set {key}")
+        if key in TRAINING_DEFAULTS and (scope in ("", point["algorithm"])) and not targets:
+            training[key] = check_value(key, value, TRAINING_DEFAULTS, f"--set {key}")
+    if overrides.epochs is not None:
+        training["epochs"] = overrides.epochs
+    skip = _skip_reason(point, components, sections["targets"])
+    return Cell(dataset=point["dataset"], backbone=point["backbone"], algorithm=point["algorithm"],
+                target=point["target"], seed=point["seed"], training=training,
+                algorithm_hparams=sections["algorithms"], backbone_hparams=sections["backbones"],
+                target_hparams=sections["targets"], skip_reason=skip)
+
+
+def _skip_reason(point: dict[str, Any], components: _Components, target_hparams: dict[str, Any]) -> str | None:
+    """Why a plugin declares this combination unsupported, or None."""
+    plugins = components.plugins
+    dataset = plugins.registry("datasets").get(point["dataset"])
+    algorithm = plugins.registry("algorithms").get(point["algorithm"])
+    missing = set(getattr(algorithm, "requires", ())) - set(getattr(dataset, "provides", ()))
+    if missing:
+        return f"algorithm {point['algorithm']} requires {', '.join(sorted(missing))}, which dataset {point['dataset']} does not provide"
+    target = plugins.registry("targets").get(point["target"])(**target_hparams)
+    if not target.supports(point["backbone"]):
+        return f"target {point['target']} does not support backbone {point['backbone']}"
+    return None

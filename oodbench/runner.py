@@ -1,0 +1,178 @@
+"""The matrix runner: plan cells, lock the run directory, dispatch jobs, store every result, resume."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import platform
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from oodbench import __version__
+from oodbench.errors import UsageError
+from oodbench.executors import EXECUTORS
+from oodbench.matrix import Cell, Overrides, expand, load_matrix
+from oodbench.plugins import get_plugins
+from oodbench.store import STORE_NAME, Store
+from oodbench.train import CellResult, Job, TrainingResult, checkpoint_path
+
+LOCK_NAME = ".oodbench.lock"
+
+
+@dataclass
+class RunOptions:
+    """What ``oodbench run`` was asked to do."""
+
+    matrix: str | None = None
+    overrides: Overrides = field(default_factory=Overrides)
+    out: Path | None = None
+    resume: bool = False
+    executor: str = "local"
+    jobs: int = 1
+    device: str = "cpu"
+    data_dir: Path | None = None
+    argv: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    counts: Counter
+    failed: list[dict]
+
+
+class RunLock:
+    """An exclusive lock on a run directory, so two runs never write one store."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_NAME
+        self.handle = None
+
+    def __enter__(self) -> RunLock:
+        self.handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "another process"
+            self.handle.close()
+            raise UsageError(f"{self.path.parent}: run directory is in use by oodbench pid {holder}; "
+                             "wait for it or choose another --out") from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(str(os.getpid()))
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+class TqdmProgress:
+    """One bar for cells and one for the current job's epochs; silent when stderr is not a TTY."""
+
+    def __init__(self, total_cells: int) -> None:
+        self.cells = tqdm(total=total_cells, desc="cells", unit="cell", position=0, disable=None)
+        self.epochs = tqdm(total=0, desc="epochs", unit="epoch", position=1, leave=False, disable=None)
+
+    def start_job(self, job: Job) -> None:
+        self.epochs.reset(total=job.training["epochs"])
+        self.epochs.set_description(f"{job.dataset}/{job.backbone}/{job.algorithm}/seed{job.seed}")
+
+    def epoch(self, epoch: int, total: int) -> None:
+        self.epochs.update(1)
+
+    def cell_done(self, label: str, result: CellResult) -> None:
+        self.cells.update(1)
+        if result.status == "failed":
+            tqdm.write(f"oodbench: cell {label} failed: {result.error}", file=sys.stderr)
+
+    def close(self) -> None:
+        self.epochs.close()
+        self.cells.close()
+
+
+def default_run_dir(matrix_name: str) -> Path:
+    return Path("runs") / f"{matrix_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _reusable(store: Store, cells: list[Cell], run_dir: Path, job_stub: Job) -> dict[str, int] | None:
+    selected = store.finished_training(cells[0].training_key)
+    if selected and all(checkpoint_path(job_stub, e).is_file() for e in set(selected.values())):
+        return selected
+    return None
+
+
+def plan_jobs(store: Store, cells: list[Cell], run_dir: Path, options: RunOptions) -> list[Job]:
+    """Cells still to do, grouped so each trained network serves every target of its cell."""
+    status = store.cell_status()
+    todo: dict[str, list[Cell]] = defaultdict(list)
+    for cell in cells:
+        if cell.skip_reason is None and status.get(cell.key) != "done":
+            todo[cell.training_key].append(cell)
+    jobs = []
+    data_dir = str(options.data_dir) if options.data_dir else None
+    for group in todo.values():
+        job = Job.from_cells(group, run_dir, options.device, data_dir)
+        job.reuse_epochs = _reusable(store, group, run_dir, job)
+        jobs.append(job)
+    return jobs
+
+
+def _versions() -> dict[str, str]:
+    return {"oodbench": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def run_matrix(options: RunOptions) -> RunSummary:
+    """Run (or resume) a matrix into a run directory; failed cells are recorded, never raised."""
+    if options.executor not in EXECUTORS:
+        raise UsageError(f"--executor {options.executor!r}: unknown (allowed: {', '.join(EXECUTORS)})")
+    if options.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available here (allowed: cpu)")
+    plugins = get_plugins()
+    matrix = load_matrix(options.matrix)
+    cells = expand(matrix, plugins, options.overrides)
+    if not cells:
+        raise UsageError(f"{matrix.source}: the matrix and filters select no cells")
+    run_dir = options.out or default_run_dir(matrix.name)
+    exists = (run_dir / STORE_NAME).exists()
+    if exists and not options.resume:
+        raise UsageError(f"--out {run_dir}: already holds a run; pass --resume to finish it or choose another --out")
+    if options.resume and not exists:
+        raise UsageError(f"--resume: {run_dir} holds no run to resume (expected {run_dir / STORE_NAME})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    by_key = {c.key: c for c in cells}
+    with RunLock(run_dir), Store.in_dir(run_dir) as store:
+        stamp = "resumed_at" if exists else "created_at"
+        store.set_meta({stamp: time.time(), "argv": options.argv, "matrix": matrix.as_dict(),
+                        "versions": _versions(), "executor": options.executor, "device": options.device})
+        store.plan(cells)
+        jobs = plan_jobs(store, cells, run_dir, options)
+        progress = TqdmProgress(sum(len(j.cells) for j in jobs))
+
+        def on_result(result: TrainingResult | CellResult) -> None:
+            if isinstance(result, TrainingResult):
+                store.record_training(result)
+                return
+            cell = by_key[result.key]
+            store.record_cell(result, {kind[:-1]: (name, *plugins.dist_of(kind, name)) for kind, name in (
+                ("datasets", cell.dataset), ("backbones", cell.backbone), ("algorithms", cell.algorithm),
+                ("targets", cell.target))})
+            progress.cell_done(cell.label(), result)
+
+        try:
+            EXECUTORS[options.executor](options.jobs).run(jobs, on_result, progress)
+        finally:
+            progress.close()
+        status = store.cell_status()
+        counts = Counter(status[c.key] for c in cells)
+        failed = [c for c in store.cells("failed") if c["key"] in by_key]
+    return RunSummary(run_dir, counts, failed)

@@ -1,0 +1,161 @@
+"""The results store: one SQLite file per run directory (WAL, one transaction per finished result).
+
+Tables: ``meta`` (run configuration and versions), ``cells`` (every planned
+cell with status pending/done/failed/skipped, its hyperparameters and error),
+``trainings`` (one per trained network, the epochs each rule selected),
+``curves`` and ``train_stats`` (per-epoch metrics and losses), ``results``
+(each cell's metrics per selection rule and split) and ``plugins`` (the
+distribution and version of every plugin that took part in a cell).
+JSON and CSV are exports of this, never the other way round.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from oodbench.matrix import Cell
+from oodbench.metrics import EnvMetrics
+from oodbench.train import CellResult, TrainingResult
+
+STORE_NAME = "results.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cells (
+    key TEXT PRIMARY KEY, training TEXT NOT NULL, dataset TEXT NOT NULL, backbone TEXT NOT NULL,
+    algorithm TEXT NOT NULL, target TEXT NOT NULL, seed INTEGER NOT NULL, hparams TEXT NOT NULL,
+    status TEXT NOT NULL, error TEXT, selected TEXT, duration_s REAL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS trainings (
+    key TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT, selected TEXT, duration_s REAL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS curves (
+    training TEXT NOT NULL, epoch INTEGER NOT NULL, split TEXT NOT NULL, env TEXT NOT NULL, role TEXT NOT NULL,
+    part TEXT NOT NULL, acc REAL, gap REAL, worst_group_acc REAL, avg_group_acc REAL, group_acc TEXT,
+    n INTEGER, ceiling REAL, PRIMARY KEY (training, epoch, split));
+CREATE TABLE IF NOT EXISTS train_stats (
+    training TEXT NOT NULL, epoch INTEGER NOT NULL, name TEXT NOT NULL, value REAL,
+    PRIMARY KEY (training, epoch, name));
+CREATE TABLE IF NOT EXISTS results (
+    cell TEXT NOT NULL, selection TEXT NOT NULL, epoch INTEGER NOT NULL, split TEXT NOT NULL, env TEXT NOT NULL,
+    role TEXT NOT NULL, part TEXT NOT NULL, acc REAL, gap REAL, worst_group_acc REAL, avg_group_acc REAL,
+    group_acc TEXT, n INTEGER, ceiling REAL, PRIMARY KEY (cell, selection, split));
+CREATE TABLE IF NOT EXISTS plugins (
+    cell TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, dist TEXT NOT NULL, version TEXT NOT NULL,
+    PRIMARY KEY (cell, kind));
+"""
+
+METRIC_COLUMNS = ("acc", "gap", "worst_group_acc", "avg_group_acc")
+
+
+def _metric_row(m: EnvMetrics) -> tuple:
+    return (m.acc, m.gap, m.worst_group_acc, m.avg_group_acc, json.dumps(m.group_acc), m.n, m.ceiling)
+
+
+class Store:
+    """A run directory's SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.db = sqlite3.connect(self.path, timeout=30.0)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    @classmethod
+    def in_dir(cls, run_dir: Path) -> Store:
+        return cls(Path(run_dir) / STORE_NAME)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def set_meta(self, values: dict[str, Any]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                [(k, json.dumps(v)) for k, v in values.items()])
+
+    def meta(self) -> dict[str, Any]:
+        return {r["key"]: json.loads(r["value"]) for r in self.db.execute("SELECT key, value FROM meta")}
+
+    def plan(self, cells: Iterable[Cell]) -> None:
+        """Record every cell as pending (or skipped, with its reason); cells already stored keep their state."""
+        now = time.time()
+        with self.db:
+            self.db.executemany(
+                "INSERT OR IGNORE INTO cells (key, training, dataset, backbone, algorithm, target, seed, hparams,"
+                " status, error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(c.key, c.training_key, c.dataset, c.backbone, c.algorithm, c.target, c.seed,
+                  json.dumps(c.hparams(), sort_keys=True), "skipped" if c.skip_reason else "pending",
+                  c.skip_reason, now) for c in cells])
+
+    def record_training(self, result: TrainingResult) -> None:
+        """The training row, its curves and its loss statistics, in one transaction."""
+        splits = {s["name"]: s for s in result.splits}
+        with self.db:
+            self.db.execute("DELETE FROM curves WHERE training = ?", (result.key,))
+            self.db.execute("DELETE FROM train_stats WHERE training = ?", (result.key,))
+            self.db.execute("INSERT OR REPLACE INTO trainings VALUES (?, ?, ?, ?, ?, ?)",
+                            (result.key, result.status, result.error, json.dumps(result.selected),
+                             result.duration_s, time.time()))
+            self.db.executemany(
+                "INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(result.key, epoch, name, splits[name]["env"], splits[name]["role"], splits[name]["part"],
+                  *_metric_row(m)) for epoch, metrics in enumerate(result.curves, 1) for name, m in metrics.items()])
+            self.db.executemany(
+                "INSERT INTO train_stats VALUES (?, ?, ?, ?)",
+                [(result.key, epoch, name, value) for epoch, stats in enumerate(result.stats, 1)
+                 for name, value in stats.items()])
+
+    def record_cell(self, result: CellResult, plugins: dict[str, tuple[str, str, str]]) -> None:
+        """A finished (done or failed) cell with its results and plugin versions, in one transaction."""
+        splits = {s["name"]: s for s in result.splits}
+        with self.db:
+            self.db.execute("DELETE FROM results WHERE cell = ?", (result.key,))
+            self.db.execute(
+                "UPDATE cells SET status = ?, error = ?, selected = ?, duration_s = ?, updated_at = ? WHERE key = ?",
+                (result.status, result.error, json.dumps(result.selected), result.duration_s, time.time(), result.key))
+            self.db.executemany(
+                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(result.key, rule, result.selected[rule], name, splits[name]["env"], splits[name]["role"],
+                  splits[name]["part"], *_metric_row(m))
+                 for rule, metrics in result.results.items() for name, m in metrics.items()])
+            self.db.executemany("INSERT OR REPLACE INTO plugins VALUES (?, ?, ?, ?, ?)",
+                                [(result.key, kind, *info) for kind, info in plugins.items()])
+
+    def cell_status(self) -> dict[str, str]:
+        return {r["key"]: r["status"] for r in self.db.execute("SELECT key, status FROM cells")}
+
+    def finished_training(self, key: str) -> dict[str, int] | None:
+        """The selected epochs of a training that completed, or None."""
+        row = self.db.execute("SELECT selected FROM trainings WHERE key = ? AND status = 'done'", (key,)).fetchone()
+        return json.loads(row["selected"]) if row else None
+
+    def cells(self, status: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT * FROM cells" + (" WHERE status = ?" if status else "") + " ORDER BY dataset, backbone, algorithm, target, seed"
+        rows = self.db.execute(query, (status,) if status else ())
+        return [dict(r) | {"hparams": json.loads(r["hparams"])} for r in rows]
+
+    def results(self, selection: str) -> list[dict[str, Any]]:
+        """Result rows of done cells under ``selection``, joined with their cell's identity."""
+        rows = self.db.execute(
+            "SELECT c.key AS cell, c.dataset, c.backbone, c.algorithm, c.target, c.seed, c.hparams, r.* "
+            "FROM results r JOIN cells c ON c.key = r.cell WHERE c.status = 'done' AND r.selection = ? "
+            "ORDER BY c.dataset, c.backbone, c.algorithm, c.target, c.seed, r.split", (selection,))
+        return [dict(r) | {"hparams": json.loads(r["hparams"]), "group_acc": json.loads(r["group_acc"])} for r in rows]
+
+    def curves(self, training: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT * FROM curves" + (" WHERE training = ?" if training else "") + " ORDER BY training, epoch, split"
+        return [dict(r) for r in self.db.execute(query, (training,) if training else ())]
+
+    def plugin_versions(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT DISTINCT kind, name, dist, version FROM plugins ORDER BY kind, name")
+        return [dict(r) for r in rows]

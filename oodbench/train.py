@@ -1,0 +1,264 @@
+"""One training run and every target that deploys it.
+
+A job trains one (dataset, backbone, algorithm, seed, hyperparameters) once,
+evaluates every split each epoch, keeps the checkpoints that a selection
+rule can pick, then deploys each picked network to each target of the job.
+Results go out through ``emit`` as soon as they exist, so the store keeps
+them even if a later target (or the process) dies. Nothing here touches the
+store: a job runs the same in-process, in a worker process or on Ray.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import traceback
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from oodbench.api import Algorithm, Batch, Environment, Task
+from oodbench.matrix import Cell
+from oodbench.metrics import EnvMetrics, env_metrics
+from oodbench.plugins import get_plugins
+from oodbench.selection import BestEpochs
+from oodbench.splits import Split, split_environments
+
+EVAL_BATCH = 512
+CALIBRATION_SIZE = 256
+
+
+@dataclass
+class TargetCell:
+    """A target of a job and the key of the matrix cell it completes."""
+
+    key: str
+    target: str
+    hparams: dict[str, Any]
+
+
+@dataclass
+class Job:
+    """Everything a worker needs; plain data, so it pickles to processes and Ray."""
+
+    training_key: str
+    dataset: str
+    backbone: str
+    algorithm: str
+    seed: int
+    training: dict[str, Any]
+    algorithm_hparams: dict[str, Any]
+    backbone_hparams: dict[str, Any]
+    cells: list[TargetCell]
+    checkpoint_dir: str
+    device: str = "cpu"
+    data_dir: str | None = None
+    reuse_epochs: dict[str, int] | None = None
+
+    @classmethod
+    def from_cells(cls, cells: Sequence[Cell], run_dir: Path, device: str = "cpu", data_dir: str | None = None,
+                   reuse_epochs: dict[str, int] | None = None) -> Job:
+        first = cells[0]
+        return cls(training_key=first.training_key, dataset=first.dataset, backbone=first.backbone,
+                   algorithm=first.algorithm, seed=first.seed, training=first.training,
+                   algorithm_hparams=first.algorithm_hparams, backbone_hparams=first.backbone_hparams,
+                   cells=[TargetCell(c.key, c.target, c.target_hparams) for c in cells],
+                   checkpoint_dir=str(run_dir / "checkpoints" / first.training_key), device=device,
+                   data_dir=data_dir, reuse_epochs=reuse_epochs)
+
+
+@dataclass
+class TrainingResult:
+    """Curves of one training run and the epochs each selection rule picked."""
+
+    key: str
+    status: str
+    error: str | None = None
+    splits: list[dict[str, str]] = field(default_factory=list)
+    curves: list[dict[str, EnvMetrics]] = field(default_factory=list)
+    stats: list[dict[str, float]] = field(default_factory=list)
+    selected: dict[str, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+
+@dataclass
+class CellResult:
+    """Metrics of one target's deployment of each selected network, per split."""
+
+    key: str
+    status: str
+    error: str | None = None
+    selected: dict[str, int] = field(default_factory=dict)
+    results: dict[str, dict[str, EnvMetrics]] = field(default_factory=dict)
+    splits: list[dict[str, str]] = field(default_factory=list)
+    duration_s: float = 0.0
+
+
+Emit = Callable[[TrainingResult | CellResult], None]
+EpochCallback = Callable[[int, int], None]
+
+
+def _as_float(env: Environment, device: torch.device) -> Environment:
+    """Whole-environment tensors on the device, images in [0, 1]: converted once, sliced per step."""
+    x = env.x.to(device)
+    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+    return Environment(env.name, env.role, x, env.y.to(device).long(), env.attribute.to(device).long(),
+                       env.group.to(device).long(), env.ceiling)
+
+
+@dataclass
+class Prepared:
+    task: Task
+    splits: list[Split]
+    train: list[Split]
+
+
+def prepare(job: Job, device: torch.device) -> Prepared:
+    """Build the dataset for this seed, move it to the device and cut the held-out splits."""
+    dataset = get_plugins().registry("datasets").get(job.dataset)
+    envs = [_as_float(e, device) for e in dataset.build(job.seed, Path(job.data_dir) if job.data_dir else None)]
+    splits = split_environments(envs, job.training["holdout_fraction"], job.seed, job.training["train_eval_size"])
+    train = [s for s in splits if s.role == "train" and s.part == "main"]
+    if not train:
+        raise ValueError(f"dataset {job.dataset} has no environment with role 'train'")
+    task = Task(dataset=job.dataset, input_shape=tuple(envs[0].x.shape[1:]), num_classes=dataset.num_classes,
+                env_names=tuple(s.env for s in train), attribute=dataset.attribute,
+                attribute_values=tuple(dataset.attribute_values), device=device)
+    return Prepared(task, splits, train)
+
+
+def build_algorithm(job: Job, task: Task) -> Algorithm:
+    plugins = get_plugins()
+    backbone_cls = plugins.registry("backbones").get(job.backbone)
+    algorithm_cls = plugins.registry("algorithms").get(job.algorithm)
+
+    def backbone_factory() -> nn.Module:
+        return backbone_cls(task.input_shape, task.num_classes, **job.backbone_hparams)
+
+    return algorithm_cls(backbone_factory, task, job.algorithm_hparams).to(task.device)
+
+
+@torch.inference_mode()
+def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], splits: Sequence[Split],
+             num_groups: int) -> dict[str, EnvMetrics]:
+    """Metrics of every non-source split, in large batches without autograd."""
+    metrics = {}
+    for split in splits:
+        if split.role == "source":
+            continue
+        data = split.eval_data
+        predictions = torch.cat([forward(data.x[i:i + EVAL_BATCH]).argmax(1) for i in range(0, len(data), EVAL_BATCH)])
+        metrics[split.name] = env_metrics(predictions, data.y, data.group, num_groups, data.ceiling)
+    return metrics
+
+
+def _batch(env: Environment, index: torch.Tensor, env_id: int) -> Batch:
+    return Batch(x=env.x[index], y=env.y[index], env=torch.full_like(index, env_id, device=env.x.device),
+                 group=env.group[index], attribute=env.attribute[index])
+
+
+def train(job: Job, algorithm: Algorithm, prepared: Prepared,
+          on_epoch: EpochCallback | None = None) -> tuple[TrainingResult, dict[int, dict[str, torch.Tensor]]]:
+    """The loop: ``setup``, then epochs of ``update`` over index slices, evaluating every split each epoch."""
+    start = time.perf_counter()
+    batch_size, epochs = job.training["batch_size"], job.training["epochs"]
+    train_envs = [s.data for s in prepared.train]
+    steps = min(len(e) for e in train_envs) // batch_size
+    if steps == 0:
+        raise ValueError(f"batch_size {batch_size} is larger than the smallest training environment "
+                         f"({min(len(e) for e in train_envs)} samples)")
+    algorithm.setup(train_envs)
+    generator = torch.Generator().manual_seed(job.seed)
+    best = BestEpochs(prepared.splits)
+    kept: dict[int, dict[str, torch.Tensor]] = {}
+    result = TrainingResult(key=job.training_key, status="done", splits=_describe(prepared.splits))
+    for epoch in range(1, epochs + 1):
+        algorithm.train()
+        orders = [torch.randperm(len(e), generator=generator).to(e.x.device) for e in train_envs]
+        sums: dict[str, float] = defaultdict(float)
+        for step in range(steps):
+            window = slice(step * batch_size, (step + 1) * batch_size)
+            stats = algorithm.update([_batch(e, o[window], i) for i, (e, o) in enumerate(zip(train_envs, orders))])
+            for name, value in stats.items():
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"{name} became {value} at epoch {epoch}, step {step + 1}")
+                sums[name] += value
+        algorithm.eval()
+        metrics = evaluate(algorithm.predict, prepared.splits, prepared.task.num_groups)
+        result.curves.append(metrics)
+        result.stats.append({name: total / steps for name, total in sums.items()})
+        if best.update(epoch, metrics):
+            kept[epoch] = {k: v.detach().to("cpu", copy=True) for k, v in algorithm.state_dict().items()}
+        selected = set(best.epochs().values())
+        kept = {e: s for e, s in kept.items() if e in selected}
+        if on_epoch:
+            on_epoch(epoch, epochs)
+    result.selected = best.epochs()
+    result.duration_s = time.perf_counter() - start
+    return result, kept
+
+
+def _describe(splits: Sequence[Split]) -> list[dict[str, str]]:
+    return [{"name": s.name, "env": s.env, "role": s.role, "part": s.part} for s in splits if s.role != "source"]
+
+
+def checkpoint_path(job: Job, epoch: int) -> Path:
+    return Path(job.checkpoint_dir) / f"epoch-{epoch}.pt"
+
+
+def deploy_cell(job: Job, cell: TargetCell, algorithm: Algorithm, prepared: Prepared,
+                states: dict[int, dict[str, torch.Tensor]], selected: dict[str, int]) -> CellResult:
+    """Evaluate each selected network as ``cell.target`` runs it; a failure fails this cell only."""
+    start = time.perf_counter()
+    target = get_plugins().registry("targets").get(cell.target)(**cell.hparams)
+    calibration = prepared.train[0].data.x[:CALIBRATION_SIZE]
+    by_epoch: dict[int, dict[str, EnvMetrics]] = {}
+    for epoch in sorted(set(selected.values())):
+        algorithm.load_state_dict(states[epoch])
+        network = copy.deepcopy(algorithm.network()).eval()
+        deployed = target.deploy(network, calibration, job.seed)
+        by_epoch[epoch] = evaluate(deployed, prepared.splits, prepared.task.num_groups)
+    return CellResult(key=cell.key, status="done", selected=dict(selected),
+                      results={rule: by_epoch[epoch] for rule, epoch in selected.items()},
+                      splits=_describe(prepared.splits), duration_s=time.perf_counter() - start)
+
+
+def _error_text(exc: BaseException) -> str:
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    at = f" (at {Path(where.filename).name}:{where.lineno})" if where else ""
+    return f"{type(exc).__name__}: {exc}{at}"
+
+
+def run_job(job: Job, emit: Emit, on_epoch: EpochCallback | None = None) -> None:
+    """Train (or reload) once, then deploy to every target; every outcome is emitted, nothing raised."""
+    torch.manual_seed(job.seed)
+    device = torch.device(job.device)
+    try:
+        prepared = prepare(job, device)
+        algorithm = build_algorithm(job, prepared.task)
+        if job.reuse_epochs:
+            selected = dict(job.reuse_epochs)
+            states = {e: torch.load(checkpoint_path(job, e), map_location=device) for e in set(selected.values())}
+        else:
+            result, states = train(job, algorithm, prepared, on_epoch)
+            selected = result.selected
+            Path(job.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+            for epoch, state in states.items():
+                torch.save(state, checkpoint_path(job, epoch))
+            emit(result)
+    except Exception as exc:
+        error = _error_text(exc)
+        emit(TrainingResult(key=job.training_key, status="failed", error=error))
+        for cell in job.cells:
+            emit(CellResult(key=cell.key, status="failed", error=f"training failed: {error}"))
+        return
+    for cell in job.cells:
+        try:
+            emit(deploy_cell(job, cell, algorithm, prepared, states, selected))
+        except Exception as exc:
+            emit(CellResult(key=cell.key, status="failed", error=_error_text(exc)))
