@@ -9,11 +9,14 @@ STAMP := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch is pinned to the build this project is measured with (installs from the machine's disk here).
-$(STAMP): pyproject.toml Makefile | $(BIN)/python
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
+
+# torch is pinned to the build this project is measured with (installs from the machine's disk here);
+# every first-party plugin distribution under plugins/ is installed beside the core.
+$(STAMP): pyproject.toml Makefile $(PLUGINS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -16,8 +16,8 @@ from torch import nn
 ROLES = ("train", "val", "test", "source")
 """Environment roles: fit on ``train``, select on ``val``, report ``test``, ``source`` for DANN-like methods."""
 
-METADATA = frozenset({"env", "group", "attribute", "source"})
-"""What an algorithm may declare in ``requires``."""
+METADATA = frozenset({"env", "group", "attribute", "source", "swap"})
+"""What an algorithm may declare in ``requires``; ``swap`` means the dataset declares ``swap_channels``."""
 
 
 @dataclass
@@ -89,6 +89,18 @@ class Task:
     attribute: str
     attribute_values: tuple[str, ...]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    swap_channels: tuple[int, ...] | None = None
+
+    def swap_attribute(self, x: torch.Tensor) -> torch.Tensor:
+        """The same images with the binary spurious attribute reversed (e.g. red <-> green).
+
+        Only defined where the dataset declares ``swap_channels``, the channel
+        permutation that renders the other attribute value; methods that need
+        it declare ``requires = {"swap"}`` and the runner skips other datasets.
+        """
+        if self.swap_channels is None:
+            raise ValueError(f"dataset {self.dataset} declares no swap_channels; its attribute cannot be swapped")
+        return x[:, list(self.swap_channels)]
 
     @property
     def num_envs(self) -> int:
@@ -130,6 +142,11 @@ class Algorithm(nn.Module):
         self.task = task
         self.hparams = dict(hparams)
 
+    @classmethod
+    def needs(cls, hparams: dict[str, Any]) -> frozenset[str]:
+        """Metadata this configuration needs; ``requires`` unless a mode changes it."""
+        return frozenset(cls.requires)
+
     def setup(self, train: Sequence[Environment]) -> None:
         """Optional stage before training (an ERM stage, statistics of the training data)."""
 
@@ -146,12 +163,60 @@ class Algorithm(nn.Module):
         raise NotImplementedError
 
 
+class SingleModel(Algorithm):
+    """One backbone trained with Adam on ``objective(batches)``: the common case.
+
+    ERM is this with cross-entropy; a method that only changes the loss
+    (IRM, GroupDRO, bi-loss, ...) overrides ``objective`` and returns the loss
+    plus any statistics worth logging.
+    """
+
+    defaults = {"lr": 1e-3, "weight_decay": 0.0}
+
+    def __init__(self, backbone_factory: BackboneFactory, task: Task, hparams: dict[str, Any]) -> None:
+        super().__init__(backbone_factory, task, hparams)
+        self.model = backbone_factory()
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
+        )
+
+    def objective(self, batches: Sequence[Batch]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss to minimise on this step, and extra statistics (may be empty)."""
+        raise NotImplementedError
+
+    def update(self, batches: Sequence[Batch]) -> dict[str, float]:
+        loss, stats = self.objective(batches)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item(), **stats}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def network(self) -> nn.Module:
+        return self.model
+
+
+def pooled(batches: Sequence[Batch]) -> Batch:
+    """All training environments' minibatches as one batch."""
+    return Batch(*(torch.cat([getattr(b, part) for b in batches]) for part in ("x", "y", "env", "group", "attribute")))
+
+
+def attribute_prior(train: Sequence[Environment], num_attributes: int) -> torch.Tensor:
+    """P(E): the share of each spurious-attribute value over all training environments, measured."""
+    counts = sum(torch.bincount(env.attribute.cpu(), minlength=num_attributes) for env in train)
+    return counts.double() / counts.sum()
+
+
 @runtime_checkable
 class Dataset(Protocol):
     """A registered dataset: metadata plus ``build``.
 
     ``provides`` lists the metadata its environments carry (see ``METADATA``);
-    the runner refuses algorithms whose ``requires`` is not a subset.
+    the runner refuses algorithms whose ``requires`` is not a subset. A dataset
+    with a binary attribute rendered as a channel permutation also sets
+    ``swap_channels`` (and provides ``swap``); others leave it None.
     """
 
     name: str
@@ -159,6 +224,7 @@ class Dataset(Protocol):
     attribute: str
     attribute_values: tuple[str, ...]
     provides: frozenset[str]
+    swap_channels: tuple[int, ...] | None
 
     def build(self, seed: int, data_dir: Path | None) -> list[Environment]: ...
 

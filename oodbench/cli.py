@@ -90,7 +90,7 @@ def _describe(kind: str, obj: Any) -> dict[str, Any]:
     if kind != "datasets":
         info["defaults"] = dict(getattr(obj, "defaults", {}) or {})
     if kind == "algorithms":
-        info["requires"] = sorted(getattr(obj, "requires", ()))
+        info["requires"] = sorted(obj.needs(info["defaults"]))
     if kind == "datasets":
         info["provides"] = sorted(getattr(obj, "provides", ()))
     return info

@@ -30,7 +30,7 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, jobs: int = 1) -> None:
-        self.jobs = 1
+        """``jobs`` is accepted for a uniform interface; in-process work is sequential."""
 
     def run(self, jobs: Sequence[Job], on_result: OnResult, progress: Progress) -> None:
         for job in jobs:

@@ -255,9 +255,15 @@ def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = Non
             plugins.registry(axis).get(entry[singular], where=f"{matrix.source}: include[{i}].{singular}")
         if all(entry[AXES[a]] in names for a, names in overrides.filters.items()):
             combos.append({k: entry[k] for k in AXES.values()} | {"seeds": overrides.seeds or entry.get("seeds", seeds)})
-    for name in matrix.hparams:
-        if not components.kind_of(name):
+    for name, table in matrix.hparams.items():
+        kinds = components.kind_of(name)
+        if not kinds:
             raise UsageError(f"{matrix.source}: [hparams.{name}] names no installed algorithm, backbone or target")
+        # checked here too, so a mistake in a table no selected cell uses is not silently ignored
+        tables = [components.defaults(k, name) | (TRAINING_DEFAULTS if k == "algorithms" else {}) for k in kinds]
+        for key, value in table.items():
+            allowed = next((t for t in tables if key in t), tables[0])
+            check_value(key, value, allowed, f"{matrix.source}: hparams.{name}.{key}")
     sets = _check_sets(overrides.sets, combos, components)
     cells: dict[str, Cell] = {}
     for combo in combos:
@@ -309,19 +315,20 @@ def _resolve(point: dict[str, Any], matrix: Matrix, overrides: Overrides, sets: 
             training[key] = check_value(key, value, TRAINING_DEFAULTS, f"--set {key}")
     if overrides.epochs is not None:
         training["epochs"] = overrides.epochs
-    skip = _skip_reason(point, components, sections["targets"])
+    skip = _skip_reason(point, components, sections["algorithms"], sections["targets"])
     return Cell(dataset=point["dataset"], backbone=point["backbone"], algorithm=point["algorithm"],
                 target=point["target"], seed=point["seed"], training=training,
                 algorithm_hparams=sections["algorithms"], backbone_hparams=sections["backbones"],
                 target_hparams=sections["targets"], skip_reason=skip)
 
 
-def _skip_reason(point: dict[str, Any], components: _Components, target_hparams: dict[str, Any]) -> str | None:
+def _skip_reason(point: dict[str, Any], components: _Components, algorithm_hparams: dict[str, Any],
+                 target_hparams: dict[str, Any]) -> str | None:
     """Why a plugin declares this combination unsupported, or None."""
     plugins = components.plugins
     dataset = plugins.registry("datasets").get(point["dataset"])
     algorithm = plugins.registry("algorithms").get(point["algorithm"])
-    missing = set(getattr(algorithm, "requires", ())) - set(getattr(dataset, "provides", ()))
+    missing = set(algorithm.needs(algorithm_hparams)) - set(getattr(dataset, "provides", ()))
     if missing:
         return f"algorithm {point['algorithm']} requires {', '.join(sorted(missing))}, which dataset {point['dataset']} does not provide"
     target = plugins.registry("targets").get(point["target"])(**target_hparams)

@@ -25,7 +25,7 @@ ENTRY_POINT_GROUP = "oodbench"
 LOAD_PLUGINS_ENV = "OODBENCH_LOAD_PLUGINS"
 KINDS = ("datasets", "backbones", "algorithms", "targets")
 BUILTIN_PLUGINS = (
-    "oodbench.builtin.colored_mnist",
+    "oodbench.builtin.spec_datasets",
     "oodbench.builtin.cnn",
     "oodbench.builtin.mlp",
     "oodbench.builtin.erm",
@@ -62,6 +62,12 @@ class PluginRecord:
         }
 
 
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (pluggy's validation messages span several), for warnings and tables."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {'; '.join(lines)}" if lines else type(exc).__name__
+
+
 def normalize_dist(name: str) -> str:
     """PEP 503 normalisation, so ``OODBENCH_LOAD_PLUGINS=oodbench_methods`` matches ``oodbench-methods``."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -78,7 +84,14 @@ class PluginSet:
         self._registries: dict[str, Registry] = {}
 
     def add(self, plugin: object, record: PluginRecord) -> PluginRecord:
-        """Register ``plugin``; a validation error is recorded, and the plugin left out."""
+        """Register ``plugin``; a validation error is recorded, and the plugin left out.
+
+        A name already in use is a ValueError: recording it would replace the
+        holder's record, and the cleanup below (or ``remove``) would unregister the holder.
+        """
+        holder = self.records.get(record.name)
+        if holder is not None or self.pm.get_plugin(record.name) is not None:
+            raise ValueError(f"plugin name {record.name!r} is already taken" + (f" by {holder.dist}" if holder else ""))
         self.records[record.name] = record
         try:
             self.pm.register(plugin, name=record.name)
@@ -86,7 +99,7 @@ class PluginSet:
         except Exception as exc:  # pluggy raises ValueError or PluginValidationError
             if self.pm.get_plugin(record.name) is not None:
                 self.pm.unregister(name=record.name)
-            record.errors.append(f"{type(exc).__name__}: {exc}")
+            record.errors.append(_one_line(exc))
             return record
         record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
         self._registries.clear()
@@ -125,7 +138,9 @@ class PluginSet:
                 for obj, name in staged:
                     trial.add(obj, name, record.name, record.dist)
             except Exception as exc:
-                record.errors.append(f"{caller.name}: {type(exc).__name__}: {exc}")
+                error = f"{caller.name}: {_one_line(exc)}"
+                if error not in record.errors:  # registries are collected again after add/remove
+                    record.errors.append(error)
                 continue
             registry = trial
         return registry
@@ -173,7 +188,7 @@ def load_plugins() -> PluginSet:
         try:
             plugin = ep.load()
         except Exception as exc:
-            record.errors.append(f"import failed: {type(exc).__name__}: {exc}")
+            record.errors.append(f"import failed: {_one_line(exc)}")
             plugins.records[ep.name] = record
             continue
         plugins.add(plugin, record)

@@ -103,9 +103,10 @@ def default_run_dir(matrix_name: str) -> Path:
     return Path("runs") / f"{matrix_name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _reusable(store: Store, cells: list[Cell], run_dir: Path, job_stub: Job) -> dict[str, int] | None:
-    selected = store.finished_training(cells[0].training_key)
-    if selected and all(checkpoint_path(job_stub, e).is_file() for e in set(selected.values())):
+def _reusable(store: Store, job: Job) -> dict[str, int] | None:
+    """Selected epochs of a finished training whose checkpoints are all on disk: no need to train again."""
+    selected = store.finished_training(job.training_key)
+    if selected and all(checkpoint_path(job, e).is_file() for e in set(selected.values())):
         return selected
     return None
 
@@ -121,7 +122,7 @@ def plan_jobs(store: Store, cells: list[Cell], run_dir: Path, options: RunOption
     data_dir = str(options.data_dir) if options.data_dir else None
     for group in todo.values():
         job = Job.from_cells(group, run_dir, options.device, data_dir)
-        job.reuse_epochs = _reusable(store, group, run_dir, job)
+        job.reuse_epochs = _reusable(store, job)
         jobs.append(job)
     return jobs
 

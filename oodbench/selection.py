@@ -10,10 +10,11 @@ no real deployment can use; the seed reports pick epochs this way).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
-from oodbench.metrics import EnvMetrics
-from oodbench.splits import Split
+if TYPE_CHECKING:  # the CLI imports the rule names without paying for torch
+    from oodbench.metrics import EnvMetrics
+    from oodbench.splits import Split
 
 
 @dataclass(frozen=True)

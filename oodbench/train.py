@@ -128,7 +128,8 @@ def prepare(job: Job, device: torch.device) -> Prepared:
         raise ValueError(f"dataset {job.dataset} has no environment with role 'train'")
     task = Task(dataset=job.dataset, input_shape=tuple(envs[0].x.shape[1:]), num_classes=dataset.num_classes,
                 env_names=tuple(s.env for s in train), attribute=dataset.attribute,
-                attribute_values=tuple(dataset.attribute_values), device=device)
+                attribute_values=tuple(dataset.attribute_values), device=device,
+                swap_channels=getattr(dataset, "swap_channels", None))
     return Prepared(task, splits, train)
 
 
@@ -211,6 +212,14 @@ def checkpoint_path(job: Job, epoch: int) -> Path:
     return Path(job.checkpoint_dir) / f"epoch-{epoch}.pt"
 
 
+def save_checkpoint(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write-then-rename, so a killed run never leaves a half-written checkpoint behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
 def deploy_cell(job: Job, cell: TargetCell, algorithm: Algorithm, prepared: Prepared,
                 states: dict[int, dict[str, torch.Tensor]], selected: dict[str, int]) -> CellResult:
     """Evaluate each selected network as ``cell.target`` runs it; a failure fails this cell only."""
@@ -247,9 +256,8 @@ def run_job(job: Job, emit: Emit, on_epoch: EpochCallback | None = None) -> None
         else:
             result, states = train(job, algorithm, prepared, on_epoch)
             selected = result.selected
-            Path(job.checkpoint_dir).mkdir(parents=True, exist_ok=True)
             for epoch, state in states.items():
-                torch.save(state, checkpoint_path(job, epoch))
+                save_checkpoint(state, checkpoint_path(job, epoch))
             emit(result)
     except Exception as exc:
         error = _error_text(exc)

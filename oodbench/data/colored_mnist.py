@@ -102,7 +102,8 @@ class ColoredMNIST:
     num_classes = 2
     attribute = "color"
     attribute_values = ("red", "green")
-    provides = frozenset({"env", "group", "attribute"})
+    provides = frozenset({"env", "group", "attribute", "swap"})
+    swap_channels = (GREEN, RED)
 
     def __init__(self, spec: ColoredMNISTSpec = REPORT_SPEC) -> None:
         self.spec = spec

@@ -27,16 +27,19 @@ def to_rgb(x: torch.Tensor) -> torch.Tensor:
 
 
 def describe(env: Environment, attribute_values: Sequence[str]) -> str:
-    """Row title: name, role, size and the observed label and attribute statistics."""
+    """Row title: name, role, size and the observed label and attribute statistics.
+
+    Only the attribute values the environment holds are listed; the share of
+    samples whose attribute index differs from the label (the flip rate of a
+    label-aligned attribute) only for binary attributes, where it means that.
+    """
     n = len(env)
-    shares = ", ".join(
-        f"{value} {(env.attribute == a).float().mean().item():.1%}" for a, value in enumerate(attribute_values)
-    )
-    disagree = (env.attribute != env.y).float().mean().item()
-    return (
-        f"{env.name} ({env.role}), n={n}: y=1 {(env.y == 1).float().mean().item():.1%}; "
-        f"{shares}; attribute != label {disagree:.1%}"
-    )
+    counts = torch.bincount(env.attribute, minlength=len(attribute_values)).tolist()
+    shares = ", ".join(f"{value} {count / n:.1%}" for value, count in zip(attribute_values, counts) if count)
+    title = f"{env.name} ({env.role}), n={n}: y=1 {(env.y == 1).float().mean().item():.1%}; {shares}"
+    if len(attribute_values) == 2:
+        title += f"; attribute != label {(env.attribute != env.y).float().mean().item():.1%}"
+    return title
 
 
 def preview(

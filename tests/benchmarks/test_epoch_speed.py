@@ -38,7 +38,7 @@ from oodbench.train import Job, Prepared, _batch, build_algorithm, prepare
 
 SEED = 0
 BATCH_PER_ENV = 128
-ROUNDS = 2
+ROUNDS = 3
 GROUP = "erm-epoch-colored_mnist-cnn"
 
 
@@ -123,7 +123,7 @@ def test_harness_epoch(benchmark, prepared, epoch_times):
         algorithm.setup(envs)
         return (algorithm, envs, torch.Generator().manual_seed(SEED)), {}
 
-    stats = benchmark.pedantic(harness_epoch, setup=setup, rounds=ROUNDS, iterations=1)
+    stats = benchmark.pedantic(harness_epoch, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     assert "loss" in stats
     benchmark.extra_info["prepare_s"] = prepare_s
     _record(benchmark, epoch_times, "harness", _steps(envs))
@@ -147,7 +147,7 @@ def test_dataloader_epoch(benchmark, prepared, epoch_times):
                                      weight_decay=ERM.defaults["weight_decay"])
         return (model, optimizer, loader, steps), {}
 
-    loss = benchmark.pedantic(dataloader_epoch, setup=setup, rounds=ROUNDS, iterations=1)
+    loss = benchmark.pedantic(dataloader_epoch, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     assert math.isfinite(loss)
     _record(benchmark, epoch_times, "dataloader", steps)
     if "harness" in epoch_times:

@@ -1,0 +1,1 @@
+"""First-party oodbench algorithms; each module is its own entry point and imports only oodbench.api."""
