@@ -225,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("oodbench: interrupted; finished cells are stored, continue with --resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `oodbench report ... | head`: the reader left, nothing to say
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

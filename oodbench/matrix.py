@@ -40,6 +40,12 @@ from oodbench.plugins import PluginSet
 DEFAULT_MATRIX = "quick"
 AXES = {"datasets": "dataset", "backbones": "backbone", "algorithms": "algorithm", "targets": "target"}
 TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 5, "batch_size": 128, "holdout_fraction": 0.1, "train_eval_size": 5000}
+TRAINING_LIMITS: dict[str, tuple[float, float, str]] = {
+    "epochs": (1, float("inf"), "at least 1"),
+    "batch_size": (1, float("inf"), "at least 1"),
+    "holdout_fraction": (0.0, 0.5, "in (0, 0.5]: the held-out part feeds 'val' and 'oracle' selection"),
+    "train_eval_size": (0, float("inf"), "0 (all) or more"),
+}
 TOP_LEVEL_KEYS = ("name", "description", *AXES, "seeds", "training", "hparams", "include", "exclude")
 INCLUDE_KEYS = ("dataset", "backbone", "algorithm", "target", "seeds")
 EXCLUDE_KEYS = ("dataset", "backbone", "algorithm", "target", "seed")
@@ -190,7 +196,7 @@ def parse_matrix(data: dict[str, Any], source: str, default_name: str = "matrix"
     if not isinstance(training, dict):
         raise UsageError(f"{source}: field 'training' must be a table")
     for key, value in training.items():
-        matrix.training[key] = check_value(key, value, TRAINING_DEFAULTS, f"{source}: training.{key}")
+        matrix.training[key] = check_training(key, value, f"{source}: training.{key}")
     hparams = data.get("hparams", {})
     if not isinstance(hparams, dict) or not all(isinstance(v, dict) for v in hparams.values()):
         raise UsageError(f"{source}: field 'hparams' must hold one table per component, e.g. [hparams.erm]")
@@ -220,6 +226,15 @@ def check_value(key: str, value: Any, defaults: dict[str, Any], where: str) -> A
         ok = isinstance(value, type(expected))
     if not ok:
         raise UsageError(f"{where}: expected {type(expected).__name__} like {expected!r}, got {value!r}")
+    return value
+
+
+def check_training(key: str, value: Any, where: str) -> Any:
+    """A training option of the right type and in its range."""
+    value = check_value(key, value, TRAINING_DEFAULTS, where)
+    low, high, allowed = TRAINING_LIMITS[key]
+    if not low <= value <= high or (key == "holdout_fraction" and value == 0):
+        raise UsageError(f"{where}: {value!r} is out of range (allowed: {allowed})")
     return value
 
 
@@ -285,8 +300,12 @@ def _check_sets(sets: list[tuple[str, Any]], combos: list[dict], components: _Co
     checked = []
     for key, value in sets:
         scope, _, bare = key.rpartition(".")
-        scope = "" if scope == "training" else scope
-        ok = (scope, bare) in declared if scope else (bare in TRAINING_DEFAULTS or any(k == bare for _, k in declared))
+        if scope == "training":
+            ok = bare in TRAINING_DEFAULTS
+        elif scope:
+            ok = (scope, bare) in declared
+        else:
+            ok = bare in TRAINING_DEFAULTS or any(k == bare for _, k in declared)
         if not ok:
             raise UsageError(f"--set {key}: no selected algorithm, backbone, target or training option has it "
                              f"(allowed: {', '.join(allowed)})")
@@ -303,16 +322,19 @@ def _resolve(point: dict[str, Any], matrix: Matrix, overrides: Overrides, sets: 
         for key, value in matrix.hparams.get(name, {}).items():
             where = f"{matrix.source}: hparams.{name}.{key}"
             if kind == "algorithms" and key in TRAINING_DEFAULTS and key not in sections[kind]:
-                training[key] = check_value(key, value, TRAINING_DEFAULTS, where)
+                training[key] = check_training(key, value, where)
             else:
                 allowed = sections[kind] | (TRAINING_DEFAULTS if kind == "algorithms" else {})
                 sections[kind][key] = check_value(key, value, allowed, where)
     for scope, key, value in sorted(sets, key=lambda s: bool(s[0])):
+        if scope == "training":
+            training[key] = check_training(key, value, f"--set training.{key}")
+            continue
         targets = [kind for kind, name in names.items() if scope in ("", name) and key in sections[kind]]
         for kind in targets:
             sections[kind][key] = check_value(key, value, sections[kind], f"--set {key}")
         if key in TRAINING_DEFAULTS and (scope in ("", point["algorithm"])) and not targets:
-            training[key] = check_value(key, value, TRAINING_DEFAULTS, f"--set {key}")
+            training[key] = check_training(key, value, f"--set {key}")
     if overrides.epochs is not None:
         training["epochs"] = overrides.epochs
     skip = _skip_reason(point, components, sections["algorithms"], sections["targets"])

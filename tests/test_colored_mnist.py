@@ -1,32 +1,61 @@
-"""ColoredMNIST on real MNIST: rates, sizes, layout, groups, determinism; its plugin and preview."""
+"""The ``colored_mnist`` spec on real MNIST: the seed report's bytes, rates, layout, swap, source; preview."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pytest
 import torch
 
-from oodbench.api import Dataset, make_groups
-from oodbench.builtin import colored_mnist as plugin
-from oodbench.data.colored_mnist import (
-    GREEN,
-    RED,
-    REPORT_SPEC,
-    ColoredMNIST,
-    ColoredMNISTSpec,
-    EnvSlice,
-    build_colored_mnist,
-    color_digits,
-)
+from oodbench.api import Dataset, Environment, Task, make_groups
+from oodbench.data.catalog import SpecDataset, load_catalog, shipped_dir
+from oodbench.data.environments import build_environments
 from oodbench.data.mnist import MNIST, load_mnist
 from oodbench.data.preview import preview, to_rgb
+from oodbench.plugins import get_plugins
 
 EXPECTED = {"train1": (0, 0.2, "train"), "train2": (20_000, 0.1, "train"), "test": (40_000, 0.9, "test")}
+RED, GREEN = 0, 1
+
+FROZEN_SHA256 = {
+    0: "5e2553514054865876dbe23317a0c8227cba6d23cb1f36880f775e13cac085ff",
+    1: "b6c6341c0cf2cc0c72f8280e51d8273662c0e0e866a8db819c9a5c833e4a4ab1",
+}
+"""Digests of the train1/train2/test environments the hand-coded builder (commit 7cab088) produced."""
 
 
 def within_binomial(observed: float, p: float, n: int, sigmas: float = 4.0) -> bool:
     return abs(observed - p) <= sigmas * math.sqrt(p * (1 - p) / n)
+
+
+def digest(envs: list[Environment]) -> str:
+    h = hashlib.sha256()
+    for e in envs:
+        h.update(e.name.encode())
+        h.update(e.role.encode())
+        h.update(repr(e.ceiling).encode())
+        for t in (e.x, e.y, e.attribute, e.group):
+            h.update(str(t.dtype).encode())
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def report_reference(images: torch.Tensor, digits: torch.Tensor, seed: int) -> list[tuple[torch.Tensor, ...]]:
+    """The seed report's construction written out directly: (x, y, color) of train1, train2, test."""
+    generator = torch.Generator().manual_seed(seed)
+    label_draw = torch.rand(60_000, generator=generator)
+    color_draw = torch.rand(60_000, generator=generator)
+    y = (digits >= 5).long() ^ (label_draw < 0.25).long()
+    out = []
+    for start, flip, _ in EXPECTED.values():
+        part = slice(start, start + 20_000)
+        color = y[part] ^ (color_draw[part] < flip).long()
+        x = torch.zeros((20_000, 2, 28, 28), dtype=torch.uint8)
+        x[torch.arange(20_000), color] = images[part]
+        out.append((x, y[part], color))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -35,36 +64,50 @@ def real() -> MNIST:
 
 
 @pytest.fixture(scope="module")
-def envs(real):
-    return build_colored_mnist(real.train_x, real.train_y, seed=0)
+def dataset() -> SpecDataset:
+    (found,) = [d for d in load_catalog([shipped_dir()]).datasets if d.name == "colored_mnist"]
+    return found
+
+
+@pytest.fixture(scope="module")
+def envs(dataset, real) -> list[Environment]:
+    return build_environments(dataset.spec, 0, real)
+
+
+@pytest.fixture(scope="module")
+def seed1(dataset, real) -> list[Environment]:
+    return build_environments(dataset.spec, 1, real)
+
+
+def test_the_spec_builds_the_hand_coded_environments_byte_for_byte(envs, seed1, real):
+    """Frozen digests make this a determinism test too: the same seed gives these bytes in every process."""
+    assert digest(envs[:3]) == FROZEN_SHA256[0]
+    assert digest(seed1[:3]) == FROZEN_SHA256[1]
+    for env, (x, y, color) in zip(seed1, report_reference(real.train_x, real.train_y, 1)):
+        assert torch.equal(env.x, x) and torch.equal(env.y, y) and torch.equal(env.attribute, color)
 
 
 def test_environments_follow_the_report(envs):
-    assert [(e.name, e.role, len(e)) for e in envs] == [(n, r, 20_000) for n, (_, _, r) in EXPECTED.items()]
+    assert [(e.name, e.role, len(e)) for e in envs] == [
+        *((n, r, 20_000) for n, (_, _, r) in EXPECTED.items()), ("source", "source", 40_000)]
     for env in envs:
-        assert env.x.shape == (20_000, 2, 28, 28) and env.x.dtype == torch.uint8
+        assert env.x.shape[1:] == (2, 28, 28) and env.x.dtype == torch.uint8
         assert env.y.dtype == env.attribute.dtype == env.group.dtype == torch.int64
-        assert env.ceiling == 0.75
+    assert [e.ceiling for e in envs] == [0.75, 0.75, 0.75, 1.0]
 
 
-def test_label_noise_is_a_quarter_in_every_environment(envs, real):
-    for env in envs:
-        start = EXPECTED[env.name][0]
-        clean = (real.train_y[start : start + len(env)] >= 5).long()
-        noise = (env.y != clean).float().mean().item()
-        assert within_binomial(noise, 0.25, len(env)), (env.name, noise)
-
-
-def test_color_flip_rate_relative_to_the_noisy_label(envs):
-    for env in envs:
-        flip = (env.attribute != env.y).float().mean().item()
-        assert within_binomial(flip, EXPECTED[env.name][1], len(env)), (env.name, flip)
+def test_label_noise_is_a_quarter_and_the_color_flips_at_each_rate(envs, real):
+    for env in envs[:3]:
+        start, flip, _ = EXPECTED[env.name]
+        clean = (real.train_y[start:start + len(env)] >= 5).long()
+        assert within_binomial((env.y != clean).float().mean().item(), 0.25, len(env)), env.name
+        assert within_binomial((env.attribute != env.y).float().mean().item(), flip, len(env)), env.name
 
 
 def test_digit_is_painted_into_its_color_channel_only(envs, real):
-    for env in envs:
+    for env in envs[:3]:
         start = EXPECTED[env.name][0]
-        digits = real.train_x[start : start + len(env)]
+        digits = real.train_x[start:start + len(env)]
         red = env.attribute == RED
         assert red.any() and (~red).any()
         assert torch.equal(env.x[red, RED], digits[red]) and not env.x[red, GREEN].any()
@@ -73,53 +116,41 @@ def test_digit_is_painted_into_its_color_channel_only(envs, real):
 
 def test_groups_are_label_times_color(envs):
     for env in envs:
-        assert torch.equal(env.group, env.y * 2 + env.attribute)
-        counts = torch.bincount(env.group, minlength=4)
-        assert len(counts) == 4 and int(counts.sum()) == len(env) and bool((counts > 0).all())
+        assert torch.equal(env.group, make_groups(env.y, env.attribute, 2))
+        assert bool((torch.bincount(env.group, minlength=4) > 0).all())
 
 
-def test_same_seed_is_identical_and_another_seed_differs(envs, real):
-    again = build_colored_mnist(real.train_x, real.train_y, seed=0)
-    other = build_colored_mnist(real.train_x, real.train_y, seed=1)
-    for a, b, c in zip(envs, again, other):
-        assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and torch.equal(a.attribute, b.attribute)
-        assert not torch.equal(a.y, c.y) and not torch.equal(a.attribute, c.attribute)
+def test_source_is_plain_digits_of_the_training_images_with_clean_labels(envs, real):
+    source = envs[3]
+    digits = real.train_x[:40_000]
+    assert torch.equal(source.x[:, 0], digits) and torch.equal(source.x[:, 1], digits)
+    assert torch.equal(source.y, (real.train_y[:40_000] >= 5).long())
 
 
-def test_color_digits_layout():
-    images = torch.tensor([[[1, 2], [3, 4]], [[5, 6], [7, 8]]], dtype=torch.uint8)
-    colored = color_digits(images, torch.tensor([RED, GREEN]))
-    assert colored.shape == (2, 2, 2, 2)
-    assert torch.equal(colored[0, RED], images[0]) and not colored[0, GREEN].any()
-    assert torch.equal(colored[1, GREEN], images[1]) and not colored[1, RED].any()
+def test_swap_channels_turns_red_into_green_exactly(envs, dataset):
+    task = Task("colored_mnist", (2, 28, 28), 2, ("train1", "train2"), "color", dataset.attribute_values,
+                swap_channels=dataset.swap_channels)
+    train1 = envs[0]
+    swapped = task.swap_attribute(train1.x)
+    red = train1.attribute == RED
+    assert torch.equal(swapped[red, GREEN], train1.x[red, RED]) and not swapped[red, RED].any()
+    assert torch.equal(task.swap_attribute(envs[3].x), envs[3].x)
 
 
-def test_spec_rows_drive_slices_and_flip_rates(real):
-    spec = ColoredMNISTSpec(
-        envs=(EnvSlice("clean", 100, 600, 0.0, "train"), EnvSlice("swapped", 0, 300, 1.0, "val")),
-        label_noise=0.0,
-    )
-    clean, swapped = build_colored_mnist(real.train_x, real.train_y, seed=3, spec=spec)
-    assert (len(clean), len(swapped), clean.ceiling, swapped.role) == (500, 300, 1.0, "val")
-    assert torch.equal(clean.y, (real.train_y[100:600] >= 5).long())
-    assert torch.equal(clean.attribute, clean.y) and torch.equal(swapped.attribute, 1 - swapped.y)
+def test_another_seed_draws_other_labels_and_colors(envs, seed1):
+    for a, c in zip(envs, seed1):
+        assert not torch.equal(a.y, c.y) or a.role == "source"
+        assert not torch.equal(a.attribute, c.attribute)
 
 
-def test_too_few_images_is_an_error(real):
-    with pytest.raises(ValueError, match="needs 60000 images"):
-        build_colored_mnist(real.test_x, real.test_y, seed=0)
-
-
-def test_dataset_plugin_registers_a_dataset_that_builds_the_report_construction(envs):
-    registered = []
-    plugin.oodbench_register_datasets(register=registered.append)
-    (dataset,) = registered
-    assert isinstance(dataset, ColoredMNIST) and isinstance(dataset, Dataset)
-    assert dataset.name == "colored_mnist" and dataset.spec == REPORT_SPEC
-    built = dataset.build(0, None)
-    assert all(torch.equal(a.x, b.x) and torch.equal(a.group, b.group) for a, b in zip(built, envs))
-    assert {"env", "group", "attribute"} == set(dataset.provides)
-    assert torch.equal(built[0].group, make_groups(built[0].y, built[0].attribute, dataset.num_classes))
+def test_registered_dataset_is_the_shipped_spec(dataset):
+    registered = get_plugins().registry("datasets").get("colored_mnist")
+    assert isinstance(registered, SpecDataset) and isinstance(registered, Dataset)
+    assert registered.spec == dataset.spec
+    assert registered.provides == {"env", "group", "attribute", "source", "swap"}
+    assert registered.num_classes == 2 and registered.attribute == "color"
+    assert registered.attribute_values == ("red", "green")
+    assert registered.swap_channels == (1, 0)
 
 
 def test_to_rgb_maps_channels():
@@ -135,8 +166,8 @@ def test_to_rgb_maps_channels():
 def test_preview_writes_a_png_grid(envs, tmp_path):
     from matplotlib import image
 
-    three = preview(envs, tmp_path / "sub" / "three.png", per_env=4)
+    four = preview(envs, tmp_path / "sub" / "four.png", per_env=4)
     one = preview(envs[:1], tmp_path / "one.png", per_env=4)
-    assert three.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    (h3, w3, rgb), (h1, w1, _) = image.imread(three).shape, image.imread(one).shape
-    assert rgb in (3, 4) and w3 == w1 and h3 > 2 * h1
+    assert four.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (h4, w4, rgb), (h1, w1, _) = image.imread(four).shape, image.imread(one).shape
+    assert rgb in (3, 4) and w4 == w1 and h4 > 3 * h1

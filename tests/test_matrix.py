@@ -77,11 +77,25 @@ class TempAlgo(Algorithm):
 
 
 class SourceAlgo(Algorithm):
-    """Needs a source domain, which ColoredMNIST does not provide."""
+    """Needs a source domain, which the ``plain`` dataset below does not provide."""
 
     name = "needs_source"
     defaults = {"lr": 0.1}
     requires = frozenset({"source"})
+
+
+class PlainDataset:
+    """A dataset with environments only: no attribute, group, source or swap."""
+
+    name = "plain"
+    num_classes = 2
+    attribute = "none"
+    attribute_values = ("none",)
+    provides = frozenset({"env"})
+    swap_channels = None
+
+    def build(self, seed, data_dir):
+        raise AssertionError("planning must not build data")
 
 
 class CNNOnlyTarget:
@@ -113,6 +127,12 @@ class Provides:
     @hookimpl
     def oodbench_register_targets(self, register):
         if self.kind == "targets":
+            for obj in self.objs:
+                register(obj)
+
+    @hookimpl
+    def oodbench_register_datasets(self, register):
+        if self.kind == "datasets":
             for obj in self.objs:
                 register(obj)
 
@@ -434,13 +454,14 @@ def test_cell_keys_are_stable_across_expansions(plugins, tmp_path):
 # --- skip reasons -------------------------------------------------------------------------------------
 
 def test_an_algorithm_requiring_metadata_the_dataset_lacks_is_skipped(plugins):
-    m = matrix(algorithms=["erm", "needs_source"])
-    with temporary_plugin(plugins, "needs-source", Provides("algorithms", SourceAlgo)):
+    m = matrix(datasets=["plain"], algorithms=["erm", "needs_source"])
+    with temporary_plugin(plugins, "needs-source", Provides("algorithms", SourceAlgo)), \
+            temporary_plugin(plugins, "plain", Provides("datasets", PlainDataset())):
         cells = expand(m, plugins)
     skipped, = by(cells, algorithm="needs_source")
     assert skipped.skip_reason is not None
     assert "needs_source" in skipped.skip_reason and "source" in skipped.skip_reason
-    assert "colored_mnist" in skipped.skip_reason
+    assert "plain" in skipped.skip_reason
     assert by(cells, algorithm="erm")[0].skip_reason is None
 
 
@@ -529,3 +550,24 @@ def test_a_file_matrix_is_named_after_the_file_unless_it_says(tmp_path):
     path.write_text('name = "mine"\n')
     assert load_matrix(str(path)).name == "mine"
     assert load_matrix(str(path)).targets == ["float"]
+
+
+class EpochsAlgo(Algorithm):
+    """Declares a hyperparameter that shares its name with a training option."""
+
+    name = "epochs_algo"
+    defaults = {"epochs": 3}
+
+
+def test_training_options_are_range_checked(plugins):
+    for item in ("holdout_fraction=0", "holdout_fraction=0.9", "epochs=0", "training.batch_size=0",
+                 "train_eval_size=-1"):
+        with pytest.raises(UsageError, match="out of range"):
+            expand(matrix(), plugins, Overrides(sets=[parse_set(item)]))
+
+
+def test_training_scope_reaches_the_training_budget_only(plugins):
+    with temporary_plugin(plugins, "epochs-algo", Provides("algorithms", EpochsAlgo)):
+        (cell,) = expand(matrix(algorithms=["epochs_algo"]), plugins,
+                         Overrides(sets=[parse_set("training.epochs=7")]))
+    assert cell.training["epochs"] == 7 and cell.algorithm_hparams["epochs"] == 3

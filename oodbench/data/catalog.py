@@ -111,7 +111,7 @@ def spec_dirs() -> list[Path]:
 
 
 def load_catalog(dirs: list[Path] | None = None) -> Catalog:
-    """Every ``*.toml`` of ``dirs`` (default ``spec_dirs()``) as a dataset; the first file to claim a name keeps it."""
+    """Every ``*.toml`` of ``dirs`` (default ``spec_dirs()``) as a dataset; the first file claiming a name keeps it."""
     catalog = Catalog()
     owners: dict[str, Path] = {}
     for directory in spec_dirs() if dirs is None else dirs:

@@ -79,9 +79,15 @@ def _render(spec: Spec, env: EnvSpec, digits: torch.Tensor, attribute: torch.Ten
     attribute_rgb = table[attribute]
     attribute_random = torch.tensor([v == RANDOM for v in values])[attribute]
     other_random = torch.full((n,), env.other_color == RANDOM)
-    other_rgb = torch.zeros(n, 3, dtype=torch.long) if env.other_color == RANDOM else named(env.other_color).expand(n, 3).clone()
+    if env.other_color == RANDOM:
+        other_rgb = torch.zeros(n, 3, dtype=torch.long)
+    else:
+        other_rgb = named(env.other_color).expand(n, 3).clone()
     _draw_random(attribute_rgb, attribute_random, other_rgb, other_random, spec, env, generator)
-    foreground, background = (attribute_rgb, other_rgb) if spec.attribute.render == "digit" else (other_rgb, attribute_rgb)
+    if spec.attribute.render == "digit":
+        foreground, background = attribute_rgb, other_rgb
+    else:
+        foreground, background = other_rgb, attribute_rgb
     x = blend(digits, project(foreground, spec.layout), project(background, spec.layout))
     return apply_transforms(x, env.transforms)
 

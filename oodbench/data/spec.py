@@ -18,7 +18,7 @@ import torch
 from oodbench.api import ROLES
 from oodbench.data.colors import LAYOUTS, PALETTE, RANDOM, as_seen, contrast, named, project
 from oodbench.data.render import TRANSFORMS
-from oodbench.data.spec_fields import SpecError, Table
+from oodbench.data.spec_fields import SpecError, Table, show
 
 IMAGES = {"train": 60_000, "test": 10_000, "both": 70_000}
 """Base image pools: MNIST's training set, its test set, or both (training images first)."""
@@ -117,7 +117,8 @@ def load_spec(path: Path) -> Spec:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
-        raise SpecError(f"{path}: invalid TOML: {error} (allowed: TOML 1.0 syntax, see datasets_spec/README.md)") from None
+        raise SpecError(f"{path}: invalid TOML: {error} "
+                        "(allowed: TOML 1.0 syntax, see datasets_spec/README.md)") from None
     except (OSError, UnicodeDecodeError) as error:
         raise SpecError(f"{path}: cannot read the spec: {error}") from None
     return parse_spec(data, path)
@@ -158,7 +159,7 @@ def _shuffle(top: Table, pool: int) -> tuple[int, int] | None:
     if (not isinstance(value, list) or len(value) != 2
             or any(isinstance(v, bool) or not isinstance(v, int) for v in value)
             or not 0 <= value[0] < value[1] <= pool):
-        top.fail("shuffle", f"is {value!r}", allowed)
+        top.fail("shuffle", f"is {show(value)}", allowed)
     return value[0], value[1]
 
 
@@ -187,7 +188,8 @@ def _environment(table: Table, pool: int, label: Label, attribute: Attribute, de
     name = table.string("name", pattern=NAME)
     role = table.string("role", choices=ROLES)
     start = table.integer("start", 0, pool - 1, default=0)
-    stop = table.integer("stop", start + 1, pool, allowed=f"an integer in [start + 1, {pool}] (the pool has {pool} images)")
+    stop = table.integer("stop", start + 1, pool,
+                         allowed=f"an integer in [start + 1, {pool}] (the pool has {pool} images)")
     step = table.integer("step", 1, default=1)
     noise = table.probability("noise", default=label.noise)
     ceiling = table.probability("ceiling", default=1.0 - noise)
@@ -273,10 +275,10 @@ def _check_contrast(top: Table, spec: Spec) -> None:
                 continue
             seen = contrast(as_seen(named(value), spec.layout, gray), other).item()
             if seen < spec.attribute.min_contrast:
-                digit, background = (value, env.other_color) if spec.attribute.render == "digit" else (env.other_color, value)
+                pair = (value, env.other_color) if spec.attribute.render == "digit" else (env.other_color, value)
                 view = f"layout {spec.layout!r}" + (" after grayscale" if gray else "")
                 top.fail(f"environments[{i}].{other_key}",
-                         f"draws a {digit} digit on {background}, contrast {seen:.2f} in {view}",
+                         f"draws a {pair[0]} digit on {pair[1]}, contrast {seen:.2f} in {view}",
                          f"colors with contrast >= attribute.min_contrast = {spec.attribute.min_contrast:g}")
 
 
@@ -292,7 +294,8 @@ def _check_swap(top: Table, spec: Spec) -> None:
                  "two named attribute values whose renderings a channel permutation exchanges")
     first, second = (project(named(v), spec.layout)[0] for v in values)
     if not (torch.equal(first[list(swap)], second) and torch.equal(second[list(swap)], first)):
-        top.fail("swap_channels", f"{list(swap)} does not exchange {values[0]} and {values[1]} in layout {spec.layout!r}",
+        top.fail("swap_channels",
+                 f"{list(swap)} does not exchange {values[0]} and {values[1]} in layout {spec.layout!r}",
                  "a permutation that maps one value's channels onto the other's")
     for i, env in enumerate(spec.environments):
         if "grayscale" in env.transforms:

@@ -32,9 +32,9 @@ def show(value: Any) -> str:
 
 
 def kind_of(value: Any) -> str:
-    """The TOML type name of a parsed value, for wrong-type messages."""
-    for python, name in ((bool, "boolean"), (int, "integer"), (float, "float"), (str, "string"),
-                         (list, "array"), (dict, "table")):
+    """The TOML type of a parsed value with its article ("an integer"), for wrong-type messages."""
+    for python, name in ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
+                         (list, "an array"), (dict, "a table")):
         if isinstance(value, python):
             return name
     return type(value).__name__
@@ -65,7 +65,7 @@ class Table:
         return key in self.data
 
     def _wrong(self, key: str, value: Any, allowed: str) -> NoReturn:
-        self.fail(key, f"is {show(value)}, a {kind_of(value)}", allowed)
+        self.fail(key, f"is {show(value)}, {kind_of(value)}", allowed)
 
     def string(self, key: str, default: Any = REQUIRED, pattern: str | None = None,
                choices: Sequence[str] | None = None, allowed: str = "a string") -> str:
@@ -123,7 +123,7 @@ class Table:
             self.fail(key, f"has {len(value)} items", f"{allowed}; at least {min_items}")
         for i, item in enumerate(value):
             if not isinstance(item, str) or item not in choices:
-                what = f"is {show(item)}" + ("" if isinstance(item, str) else f", a {kind_of(item)}")
+                what = f"is {show(item)}" + ("" if isinstance(item, str) else f", {kind_of(item)}")
                 self.fail(f"{key}[{i}]", what, ", ".join(repr(c) for c in choices))
         if unique and len(set(value)) != len(value):
             twice = next(v for v in value if value.count(v) > 1)
@@ -154,7 +154,7 @@ class Table:
         self._given(key, REQUIRED, allowed)
         value = self.data[key]
         if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
-            what = "an empty array" if value == [] else f"{show(value)}, a {kind_of(value)}"
+            what = "an empty array" if value == [] else f"{show(value)}, {kind_of(value)}"
             self.fail(key, f"is {what}", allowed)
         return [Table(self.file, item, f"{self.name(key)}[{i}].") for i, item in enumerate(value)]
 

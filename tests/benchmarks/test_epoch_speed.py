@@ -15,8 +15,11 @@ over the same uint8 images whose ``__getitem__`` converts one image to float,
 a ``DataLoader`` with shuffle and default workers, batches of 256 (= 128 per
 environment x 2), the same model, optimizer and number of steps.
 
+A second group times the data path alone (the same permutations and
+minibatches, no model), which is what the two loops actually differ in.
+
 Run with ``pytest tests/benchmarks --benchmark-only --benchmark-group-by=group``;
-the ratio of the two is printed at the end. Nothing here asserts on time.
+the ratio of each pair is printed at the end. Nothing here asserts on time.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ SEED = 0
 BATCH_PER_ENV = 128
 ROUNDS = 3
 GROUP = "erm-epoch-colored_mnist-cnn"
+DATA_GROUP = "epoch-data-only-colored_mnist"
 
 
 def _job() -> Job:
@@ -105,10 +109,45 @@ def dataloader_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     return total / steps
 
 
-def _record(benchmark, epoch_times: dict, name: str, steps: int) -> None:
+def harness_data_epoch(envs: list[Environment], generator: torch.Generator) -> int:
+    """The trainer's minibatches of one epoch, built and dropped."""
+    steps = _steps(envs)
+    orders = [torch.randperm(len(e), generator=generator).to(e.x.device) for e in envs]
+    seen = 0
+    for step in range(steps):
+        window = slice(step * BATCH_PER_ENV, (step + 1) * BATCH_PER_ENV)
+        seen += sum(len(_batch(e, o[window], i).x) for i, (e, o) in enumerate(zip(envs, orders)))
+    return seen
+
+
+def dataloader_data_epoch(loader: torch.utils.data.DataLoader, steps: int) -> int:
+    seen = 0
+    for step, (x, _) in enumerate(loader):
+        if step == steps:
+            break
+        seen += len(x)
+    return seen
+
+
+def _record(benchmark, epoch_times: dict, group: str, name: str, steps: int) -> None:
     stats = benchmark.stats.stats
-    epoch_times[name] = {"min": stats.min, "mean": stats.mean}
+    times = epoch_times.setdefault(group, {})
+    times[name] = {"min": stats.min, "mean": stats.mean}
     benchmark.extra_info.update(steps=steps, images=steps * 2 * BATCH_PER_ENV)
+    if name == "dataloader" and "harness" in times:
+        benchmark.extra_info["ratio_to_harness"] = stats.min / times["harness"]["min"]
+
+
+@pytest.fixture(scope="module")
+def reference_loader() -> tuple[torch.utils.data.DataLoader, int]:
+    """A shuffling DataLoader over the two training environments' uint8 images, per sample."""
+    train = [e for e in get_plugins().registry("datasets").get("colored_mnist").build(SEED, None)
+             if e.role == "train"]
+    assert [len(e) for e in train] == [20_000, 20_000] and train[0].x.dtype == torch.uint8
+    x, y = torch.cat([e.x for e in train]), torch.cat([e.y for e in train])
+    loader = torch.utils.data.DataLoader(PerSampleImages(x, y), batch_size=2 * BATCH_PER_ENV, shuffle=True,
+                                         generator=torch.Generator().manual_seed(SEED))
+    return loader, _steps(train)
 
 
 @pytest.mark.benchmark(group=GROUP)
@@ -126,19 +165,13 @@ def test_harness_epoch(benchmark, prepared, epoch_times):
     stats = benchmark.pedantic(harness_epoch, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     assert "loss" in stats
     benchmark.extra_info["prepare_s"] = prepare_s
-    _record(benchmark, epoch_times, "harness", _steps(envs))
+    _record(benchmark, epoch_times, GROUP, "harness", _steps(envs))
 
 
 @pytest.mark.benchmark(group=GROUP)
-def test_dataloader_epoch(benchmark, prepared, epoch_times):
+def test_dataloader_epoch(benchmark, prepared, reference_loader, epoch_times):
     _, ready, _ = prepared
-    train = [e for e in get_plugins().registry("datasets").get("colored_mnist").build(SEED, None)
-             if e.role == "train"]
-    assert [len(e) for e in train] == [20_000, 20_000] and train[0].x.dtype == torch.uint8
-    steps = _steps(train)
-    x, y = torch.cat([e.x for e in train]), torch.cat([e.y for e in train])
-    loader = torch.utils.data.DataLoader(PerSampleImages(x, y), batch_size=2 * BATCH_PER_ENV, shuffle=True,
-                                         generator=torch.Generator().manual_seed(SEED))
+    loader, steps = reference_loader
 
     def setup():
         torch.manual_seed(SEED)
@@ -149,6 +182,22 @@ def test_dataloader_epoch(benchmark, prepared, epoch_times):
 
     loss = benchmark.pedantic(dataloader_epoch, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     assert math.isfinite(loss)
-    _record(benchmark, epoch_times, "dataloader", steps)
-    if "harness" in epoch_times:
-        benchmark.extra_info["ratio_to_harness"] = epoch_times["dataloader"]["min"] / epoch_times["harness"]["min"]
+    _record(benchmark, epoch_times, GROUP, "dataloader", steps)
+
+
+@pytest.mark.benchmark(group=DATA_GROUP)
+def test_harness_data_epoch(benchmark, prepared, epoch_times):
+    _, ready, _ = prepared
+    envs = [s.data for s in ready.train]
+    seen = benchmark.pedantic(harness_data_epoch, setup=lambda: ((envs, torch.Generator().manual_seed(SEED)), {}),
+                              rounds=5, iterations=1, warmup_rounds=1)
+    assert seen == _steps(envs) * 2 * BATCH_PER_ENV
+    _record(benchmark, epoch_times, DATA_GROUP, "harness", _steps(envs))
+
+
+@pytest.mark.benchmark(group=DATA_GROUP)
+def test_dataloader_data_epoch(benchmark, reference_loader, epoch_times):
+    loader, steps = reference_loader
+    seen = benchmark.pedantic(dataloader_data_epoch, args=(loader, steps), rounds=5, iterations=1, warmup_rounds=1)
+    assert seen == steps * 2 * BATCH_PER_ENV
+    _record(benchmark, epoch_times, DATA_GROUP, "dataloader", steps)
