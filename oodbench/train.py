@@ -163,14 +163,34 @@ def _batch(env: Environment, index: torch.Tensor, env_id: int) -> Batch:
                  group=env.group[index], attribute=env.attribute[index])
 
 
+def train_epoch(algorithm: Algorithm, envs: Sequence[Environment], batch_size: int, generator: torch.Generator,
+                epoch: int = 1) -> dict[str, float]:
+    """One pass: a seeded permutation per environment, ``update`` on one index slice of each per step.
+
+    Returns the mean of each statistic ``update`` reported; a non-finite one
+    stops the run (the cell is recorded as failed, the matrix goes on).
+    """
+    algorithm.train()
+    steps = min(len(e) for e in envs) // batch_size
+    orders = [torch.randperm(len(e), generator=generator).to(e.x.device) for e in envs]
+    sums: dict[str, float] = defaultdict(float)
+    for step in range(steps):
+        window = slice(step * batch_size, (step + 1) * batch_size)
+        stats = algorithm.update([_batch(e, o[window], i) for i, (e, o) in enumerate(zip(envs, orders))])
+        for name, value in stats.items():
+            if not math.isfinite(value):
+                raise FloatingPointError(f"{name} became {value} at epoch {epoch}, step {step + 1}")
+            sums[name] += value
+    return {name: total / steps for name, total in sums.items()}
+
+
 def train(job: Job, algorithm: Algorithm, prepared: Prepared,
           on_epoch: EpochCallback | None = None) -> tuple[TrainingResult, dict[int, dict[str, torch.Tensor]]]:
     """The loop: ``setup``, then epochs of ``update`` over index slices, evaluating every split each epoch."""
     start = time.perf_counter()
     batch_size, epochs = job.training["batch_size"], job.training["epochs"]
     train_envs = [s.data for s in prepared.train]
-    steps = min(len(e) for e in train_envs) // batch_size
-    if steps == 0:
+    if min(len(e) for e in train_envs) < batch_size:
         raise ValueError(f"batch_size {batch_size} is larger than the smallest training environment "
                          f"({min(len(e) for e in train_envs)} samples)")
     algorithm.setup(train_envs)
@@ -179,20 +199,10 @@ def train(job: Job, algorithm: Algorithm, prepared: Prepared,
     kept: dict[int, dict[str, torch.Tensor]] = {}
     result = TrainingResult(key=job.training_key, status="done", splits=_describe(prepared.splits))
     for epoch in range(1, epochs + 1):
-        algorithm.train()
-        orders = [torch.randperm(len(e), generator=generator).to(e.x.device) for e in train_envs]
-        sums: dict[str, float] = defaultdict(float)
-        for step in range(steps):
-            window = slice(step * batch_size, (step + 1) * batch_size)
-            stats = algorithm.update([_batch(e, o[window], i) for i, (e, o) in enumerate(zip(train_envs, orders))])
-            for name, value in stats.items():
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"{name} became {value} at epoch {epoch}, step {step + 1}")
-                sums[name] += value
+        result.stats.append(train_epoch(algorithm, train_envs, batch_size, generator, epoch))
         algorithm.eval()
         metrics = evaluate(algorithm.predict, prepared.splits, prepared.task.num_groups)
         result.curves.append(metrics)
-        result.stats.append({name: total / steps for name, total in sums.items()})
         if best.update(epoch, metrics):
             kept[epoch] = {k: v.detach().to("cpu", copy=True) for k, v in algorithm.state_dict().items()}
         selected = set(best.epochs().values())

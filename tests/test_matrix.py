@@ -6,7 +6,6 @@ import contextlib
 import itertools
 import tomllib
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import pytest

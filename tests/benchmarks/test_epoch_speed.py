@@ -3,12 +3,10 @@
 ``harness``: the trainer's hot path. ``oodbench.train.prepare`` builds the
 dataset and converts each environment to float once (that conversion happens
 once per training run, so it is timed separately as ``extra_info["prepare_s"]``,
-not in the epoch); the epoch is the trainer's loop body: a seeded permutation
-per environment, ``oodbench.train._batch`` slices one minibatch of 128 per
+not in the epoch); the epoch is ``oodbench.train.train_epoch``, the trainer's own
+loop body: a seeded permutation per environment, one index slice of 128 per
 environment per step, ``algorithm.update`` takes one Adam step on both.
-Per-epoch evaluation is left out (``oodbench.train.train`` cannot be used
-as is: it always evaluates, and with ``holdout_fraction = 0`` the ``val``
-selection rule finds no split to score).
+Per-epoch evaluation is left out of both sides.
 
 ``dataloader``: what a researcher commonly writes: a per-sample ``Dataset``
 over the same uint8 images whose ``__getitem__`` converts one image to float,
@@ -26,18 +24,17 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from oodbench.api import Algorithm, Environment
+from oodbench.api import Environment
 from oodbench.builtin.cnn import CNN
 from oodbench.builtin.erm import ERM
 from oodbench.matrix import TRAINING_DEFAULTS
 from oodbench.plugins import get_plugins
-from oodbench.train import Job, Prepared, _batch, build_algorithm, prepare
+from oodbench.train import Job, Prepared, _batch, build_algorithm, prepare, train_epoch
 
 SEED = 0
 BATCH_PER_ENV = 128
@@ -63,21 +60,6 @@ def prepared() -> tuple[Job, Prepared, float]:
 
 def _steps(envs: list[Environment]) -> int:
     return min(len(e) for e in envs) // BATCH_PER_ENV
-
-
-def harness_epoch(algorithm: Algorithm, envs: list[Environment], generator: torch.Generator) -> dict[str, float]:
-    """The body of one epoch of ``oodbench.train.train``, without its evaluation."""
-    algorithm.train()
-    steps = _steps(envs)
-    orders = [torch.randperm(len(e), generator=generator).to(e.x.device) for e in envs]
-    sums: dict[str, float] = defaultdict(float)
-    for step in range(steps):
-        window = slice(step * BATCH_PER_ENV, (step + 1) * BATCH_PER_ENV)
-        stats = algorithm.update([_batch(e, o[window], i) for i, (e, o) in enumerate(zip(envs, orders))])
-        for name, value in stats.items():
-            assert math.isfinite(value)
-            sums[name] += value
-    return {name: total / steps for name, total in sums.items()}
 
 
 class PerSampleImages(torch.utils.data.Dataset):
@@ -160,9 +142,9 @@ def test_harness_epoch(benchmark, prepared, epoch_times):
         torch.manual_seed(SEED)
         algorithm = build_algorithm(job, ready.task)
         algorithm.setup(envs)
-        return (algorithm, envs, torch.Generator().manual_seed(SEED)), {}
+        return (algorithm, envs, BATCH_PER_ENV, torch.Generator().manual_seed(SEED)), {}
 
-    stats = benchmark.pedantic(harness_epoch, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    stats = benchmark.pedantic(train_epoch, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     assert "loss" in stats
     benchmark.extra_info["prepare_s"] = prepare_s
     _record(benchmark, epoch_times, GROUP, "harness", _steps(envs))
