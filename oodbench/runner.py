@@ -132,8 +132,34 @@ def _versions() -> dict[str, str]:
             "platform": platform.platform()}
 
 
+def _plan_record(options: RunOptions) -> dict:
+    o = options.overrides
+    return {"matrix": options.matrix, "filters": o.filters, "seeds": o.seeds, "epochs": o.epochs,
+            "sets": [list(item) for item in o.sets]}
+
+
+def _stored_plan(run_dir: Path) -> tuple[str | None, Overrides] | None:
+    """The matrix and overrides a run was started with, so a bare ``--resume`` finishes that run."""
+    if not (run_dir / STORE_NAME).is_file():
+        return None
+    with Store.in_dir(run_dir) as store:
+        plan = store.meta().get("plan")
+    if plan is None:
+        return None
+    return plan["matrix"], Overrides(filters=plan["filters"], seeds=plan["seeds"], epochs=plan["epochs"],
+                                     sets=[tuple(item) for item in plan["sets"]])
+
+
 def run_matrix(options: RunOptions) -> RunSummary:
-    """Run (or resume) a matrix into a run directory; failed cells are recorded, never raised."""
+    """Run (or resume) a matrix into a run directory; failed cells are recorded, never raised.
+
+    ``--resume`` with no matrix, filters or overrides finishes the run as it
+    was started; with them, it runs what they select into the same directory.
+    """
+    if options.resume and options.out and options.matrix is None and options.overrides == Overrides():
+        stored = _stored_plan(options.out)
+        if stored:
+            options.matrix, options.overrides = stored
     if options.executor not in EXECUTORS:
         raise UsageError(f"--executor {options.executor!r}: unknown (allowed: {', '.join(EXECUTORS)})")
     if options.device == "cuda" and not torch.cuda.is_available():
@@ -152,9 +178,9 @@ def run_matrix(options: RunOptions) -> RunSummary:
     run_dir.mkdir(parents=True, exist_ok=True)
     by_key = {c.key: c for c in cells}
     with RunLock(run_dir), Store.in_dir(run_dir) as store:
-        stamp = "resumed_at" if exists else "created_at"
-        store.set_meta({stamp: time.time(), "argv": options.argv, "matrix": matrix.as_dict(),
-                        "versions": _versions(), "executor": options.executor, "device": options.device})
+        started = {"resumed_at": time.time()} if exists else {"created_at": time.time(), "plan": _plan_record(options)}
+        store.set_meta(started | {"argv": options.argv, "matrix": matrix.as_dict(), "versions": _versions(),
+                                  "executor": options.executor, "device": options.device})
         store.plan(cells)
         jobs = plan_jobs(store, cells, run_dir, options)
         progress = TqdmProgress(sum(len(j.cells) for j in jobs))

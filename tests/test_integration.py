@@ -113,3 +113,24 @@ def test_process_executor_runs_seeds_in_workers(tmp_path, capsys):
         tests = [r["acc"] for r in store.results("last") if r["split"] == "test"]
         assert len(tests) == 2 and all(acc < 0.5 for acc in tests)
     assert "seeds" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_bare_resume_finishes_the_run_as_it_was_started(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ["run", "-b", "mlp", "--epochs", "1", "--seeds", "3", "--set", "batch_size=512", "--out", str(run_dir)]
+    assert main(argv) == 0
+    with Store.in_dir(run_dir) as store:
+        (cell,) = store.cells()
+        trained = store.db.execute("SELECT updated_at FROM trainings").fetchall()
+        store.db.execute("UPDATE cells SET status = 'pending' WHERE key = ?", (cell["key"],))
+        store.db.commit()
+    assert main(["run", "--out", str(run_dir), "--resume"]) == 0
+    with Store.in_dir(run_dir) as store:
+        # the finished training is reused from its checkpoints, not trained again
+        assert store.db.execute("SELECT updated_at FROM trainings").fetchall() == trained
+        (again,) = store.cells()  # the default matrix (cnn) was not added
+        assert again["key"] == cell["key"] and again["status"] == "done"
+        assert again["backbone"] == "mlp" and again["seed"] == 3
+        assert "resumed_at" in store.meta()
+    capsys.readouterr()
