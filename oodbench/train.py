@@ -119,9 +119,16 @@ class Prepared:
 
 
 def prepare(job: Job, device: torch.device) -> Prepared:
-    """Build the dataset for this seed, move it to the device and cut the held-out splits."""
-    dataset = get_plugins().registry("datasets").get(job.dataset)
-    envs = [_as_float(e, device) for e in dataset.build(job.seed, Path(job.data_dir) if job.data_dir else None)]
+    """Build the dataset for this seed, move it to the device and cut the held-out splits.
+
+    Source environments are dropped unless the algorithm needs them: they are
+    never evaluated, and converting them costs memory on every run.
+    """
+    plugins = get_plugins()
+    dataset = plugins.registry("datasets").get(job.dataset)
+    wants_source = "source" in plugins.registry("algorithms").get(job.algorithm).needs(job.algorithm_hparams)
+    envs = [_as_float(e, device) for e in dataset.build(job.seed, Path(job.data_dir) if job.data_dir else None)
+            if e.role != "source" or wants_source]
     splits = split_environments(envs, job.training["holdout_fraction"], job.seed, job.training["train_eval_size"])
     train = [s for s in splits if s.role == "train" and s.part == "main"]
     if not train:

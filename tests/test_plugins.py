@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,8 @@ from oodbench import hookimpl
 from oodbench.api import Algorithm
 from oodbench.plugins import BUILTIN_PLUGINS, KINDS, LOAD_PLUGINS_ENV, PluginRecord, get_plugins, load_plugins
 
-BUILTIN_NAMES = {"datasets": {"colored_mnist"}, "backbones": {"cnn", "mlp"}, "algorithms": {"erm"},
+SHIPPED_SPECS = {p.stem for p in (Path(__file__).parents[1] / "datasets_spec").glob("*.toml")}
+BUILTIN_NAMES = {"datasets": SHIPPED_SPECS, "backbones": {"cnn", "mlp"}, "algorithms": {"erm"},
                  "targets": {"float"}}
 
 
