@@ -90,6 +90,7 @@ class Task:
     attribute_values: tuple[str, ...]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     swap_channels: tuple[int, ...] | None = None
+    source_names: tuple[str, ...] = ()
 
     def swap_attribute(self, x: torch.Tensor) -> torch.Tensor:
         """The same images with the binary spurious attribute reversed (e.g. red <-> green).
@@ -130,7 +131,10 @@ class Algorithm(nn.Module):
 
     The runner owns the loop: it calls ``setup(train)`` once, then ``update``
     with one ``Batch`` per training environment per step, and evaluates with
-    ``predict`` every epoch. ``network()`` is what a hardware target converts.
+    ``predict`` every epoch. An algorithm whose ``needs`` include ``source``
+    gets, after those, one ``Batch`` per source environment
+    (``task.source_names``; their ``env`` ids continue after the training
+    environments'). ``network()`` is what a hardware target converts.
     """
 
     name: ClassVar[str]

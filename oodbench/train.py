@@ -135,6 +135,7 @@ def prepare(job: Job, device: torch.device) -> Prepared:
         raise ValueError(f"dataset {job.dataset} has no environment with role 'train'")
     task = Task(dataset=job.dataset, input_shape=tuple(envs[0].x.shape[1:]), num_classes=dataset.num_classes,
                 env_names=tuple(s.env for s in train), attribute=dataset.attribute,
+                source_names=tuple(s.env for s in splits if s.role == "source"),
                 attribute_values=tuple(dataset.attribute_values), device=device,
                 swap_channels=getattr(dataset, "swap_channels", None))
     return Prepared(task, splits, train)
@@ -171,19 +172,23 @@ def _batch(env: Environment, index: torch.Tensor, env_id: int) -> Batch:
 
 
 def train_epoch(algorithm: Algorithm, envs: Sequence[Environment], batch_size: int, generator: torch.Generator,
-                epoch: int = 1) -> dict[str, float]:
+                epoch: int = 1, source: Sequence[Environment] = ()) -> dict[str, float]:
     """One pass: a seeded permutation per environment, ``update`` on one index slice of each per step.
 
-    Returns the mean of each statistic ``update`` reported; a non-finite one
-    stops the run (the cell is recorded as failed, the matrix goes on).
+    The smallest training environment sets the number of steps; ``source``
+    environments (for algorithms that need them) follow the training ones in
+    each step's list and wrap around when shorter. Returns the mean of each
+    statistic ``update`` reported; a non-finite one stops the run (the cell
+    is recorded as failed, the matrix goes on).
     """
     algorithm.train()
     steps = min(len(e) for e in envs) // batch_size
-    orders = [torch.randperm(len(e), generator=generator).to(e.x.device) for e in envs]
+    every = [*envs, *source]
+    orders = [torch.randperm(len(e), generator=generator).to(e.x.device) for e in every]
     sums: dict[str, float] = defaultdict(float)
     for step in range(steps):
-        window = slice(step * batch_size, (step + 1) * batch_size)
-        stats = algorithm.update([_batch(e, o[window], i) for i, (e, o) in enumerate(zip(envs, orders))])
+        window = torch.arange(step * batch_size, (step + 1) * batch_size)
+        stats = algorithm.update([_batch(e, o[window % len(o)], i) for i, (e, o) in enumerate(zip(every, orders))])
         for name, value in stats.items():
             if not math.isfinite(value):
                 raise FloatingPointError(f"{name} became {value} at epoch {epoch}, step {step + 1}")
@@ -197,6 +202,7 @@ def train(job: Job, algorithm: Algorithm, prepared: Prepared,
     start = time.perf_counter()
     batch_size, epochs = job.training["batch_size"], job.training["epochs"]
     train_envs = [s.data for s in prepared.train]
+    source_envs = [s.data for s in prepared.splits if s.role == "source"]
     if min(len(e) for e in train_envs) < batch_size:
         raise ValueError(f"batch_size {batch_size} is larger than the smallest training environment "
                          f"({min(len(e) for e in train_envs)} samples)")
@@ -206,7 +212,7 @@ def train(job: Job, algorithm: Algorithm, prepared: Prepared,
     kept: dict[int, dict[str, torch.Tensor]] = {}
     result = TrainingResult(key=job.training_key, status="done", splits=_describe(prepared.splits))
     for epoch in range(1, epochs + 1):
-        result.stats.append(train_epoch(algorithm, train_envs, batch_size, generator, epoch))
+        result.stats.append(train_epoch(algorithm, train_envs, batch_size, generator, epoch, source_envs))
         algorithm.eval()
         metrics = evaluate(algorithm.predict, prepared.splits, prepared.task.num_groups)
         result.curves.append(metrics)

@@ -14,6 +14,18 @@ import pytest
 from oodbench.plugins import LOAD_PLUGINS_ENV, PluginSet, get_plugins, reset_plugins
 
 
+def subprocess_env(**overrides: str | None) -> dict[str, str]:
+    """``os.environ`` for a CLI subprocess, ``OODBENCH_LOAD_PLUGINS`` unset; ``None`` removes a variable."""
+    env = dict(os.environ)
+    env.pop(LOAD_PLUGINS_ENV, None)
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
 class FakeSite:
     """A directory that looks like site-packages: ``*.dist-info`` folders plus plugin modules.
 
@@ -47,15 +59,8 @@ class FakeSite:
 
     def env(self, **overrides: str | None) -> dict[str, str]:
         """``os.environ`` for a CLI subprocess that sees this site; ``None`` removes a variable."""
-        env = dict(os.environ)
-        env.pop(LOAD_PLUGINS_ENV, None)
-        env["PYTHONPATH"] = os.pathsep.join([str(self.root), *filter(None, [env.get("PYTHONPATH")])])
-        for key, value in overrides.items():
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = value
-        return env
+        pythonpath = os.pathsep.join([str(self.root), *filter(None, [os.environ.get("PYTHONPATH")])])
+        return subprocess_env(**({"PYTHONPATH": pythonpath} | overrides))
 
 
 @pytest.fixture

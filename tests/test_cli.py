@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import subprocess_env
 from oodbench.plugins import LOAD_PLUGINS_ENV
 from oodbench.store import STORE_NAME, Store
 
@@ -30,15 +31,7 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
 
 
 def base_env(data_home: Path, **overrides: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop(LOAD_PLUGINS_ENV, None)
-    env["OODBENCH_DATA"] = str(data_home)
-    for key, value in overrides.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
+    return subprocess_env(**({"OODBENCH_DATA": str(data_home)} | overrides))
 
 
 def one_line(stderr: str) -> str:
