@@ -45,7 +45,10 @@ def split_environments(envs: list[Environment], holdout_fraction: float, seed: i
     generator = torch.Generator().manual_seed(seed)
     splits: list[Split] = []
     for env in envs:
-        n_holdout = int(round(len(env) * holdout_fraction)) if env.role in SPLIT_ROLES else 0
+        if env.role not in SPLIT_ROLES:  # draws nothing, so including a source env changes no other split
+            splits.append(Split(env.name, env.name, env.role, "main", env, env))
+            continue
+        n_holdout = int(round(len(env) * holdout_fraction))
         order = torch.randperm(len(env), generator=generator)
         holdout, main = order[:n_holdout].sort().values, order[n_holdout:].sort().values
         main_env = env.subset(main) if n_holdout else env

@@ -62,3 +62,13 @@ def test_best_epochs_tracks_each_rule(splits):
         improved.append(best.update(epoch, metrics))
     assert best.epochs() == {"last": 4, "val": 2, "oracle": 3}
     assert improved[2] == ["last", "oracle"]  # tie on val at epoch 3 keeps epoch 2
+
+
+def test_unsplit_environments_do_not_shift_the_others():
+    train, test = _env("train1", "train", 200), _env("test", "test", 200)
+    test.y = torch.arange(200)  # distinct labels identify which rows were held out
+    source = _env("source", "source", 300)
+    plain = split_environments([train, source, test], 0.1, seed=1)
+    without = split_environments([train, test], 0.1, seed=1)
+    assert [s.name for s in plain] == ["train1", "train1/holdout", "source", "test", "test/holdout"]
+    assert torch.equal(plain[4].data.y, without[3].data.y) and len(plain[2].data) == 300

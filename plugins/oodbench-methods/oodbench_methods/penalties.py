@@ -1,0 +1,81 @@
+"""Invariance penalties shared by several methods (no entry point of its own).
+
+``irm_penalty`` is used by ``irm`` and, through ``irm_weight``, by ``rsc`` and
+``rsc_plus``; ``AnnealedPenalty`` is the warm-up schedule ``irm`` and ``vrex`` share.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from oodbench.api import Batch, SingleModel
+
+SCHEDULES = ("step", "grow")
+
+
+def irm_penalty(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """IRMv1's squared gradient of the risk w.r.t. a dummy scale w = 1.0 on the logits.
+
+    Unbiased (seed report 000 eq. 23): the gradient on the even rows times the
+    gradient on the odd rows, so the noise of one minibatch does not square
+    into the estimate. It can be negative on a single batch.
+    """
+    scale = torch.ones((), device=logits.device, requires_grad=True)
+    half = len(y) // 2
+    first = F.cross_entropy(logits[0:2 * half:2] * scale, y[0:2 * half:2])
+    second = F.cross_entropy(logits[1:2 * half:2] * scale, y[1:2 * half:2])
+    grad_first = torch.autograd.grad(first, scale, create_graph=True)[0]
+    grad_second = torch.autograd.grad(second, scale, create_graph=True)[0]
+    return grad_first * grad_second
+
+
+def env_slices(batches: Sequence[Batch], pooled_rows: torch.Tensor) -> list[torch.Tensor]:
+    """Rows of a pooled forward pass cut back into one tensor per environment's minibatch."""
+    return list(pooled_rows.split([len(b.y) for b in batches]))
+
+
+def penalty_weight(step: int, weight: float, anneal_steps: int, schedule: str) -> float:
+    """lambda at ``step``: ``step`` holds 1 for ``anneal_steps`` steps, then jumps to ``weight``;
+    ``grow`` rises quadratically from 1 to ``weight`` over ``anneal_steps`` steps, then stays.
+    """
+    if schedule == "step":
+        return weight if step >= anneal_steps else 1.0
+    progress = min(step / anneal_steps, 1.0) if anneal_steps > 0 else 1.0
+    return 1.0 + (weight - 1.0) * progress ** 2
+
+
+class AnnealedPenalty(SingleModel):
+    """risk + lambda * penalty with lambda on a warm-up schedule, divided by max(lambda, 1).
+
+    The warm-up lets plain ERM find useful features before the penalty can
+    push towards the trivial invariant predictor. Dividing by lambda keeps the
+    loss scale bounded as lambda grows, so Adam's running moments stay
+    meaningful; at the ``step`` jump the balance of the two terms changes at
+    once, so Adam is restarted with fresh moments there. The step count is a
+    buffer, so a checkpoint carries it.
+    """
+
+    def __init__(self, backbone_factory, task, hparams: dict[str, Any]) -> None:
+        super().__init__(backbone_factory, task, hparams)
+        if self.hparams["schedule"] not in SCHEDULES:
+            raise ValueError(f"{self.name}: schedule {self.hparams['schedule']!r} not in {SCHEDULES}")
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def risk_and_penalty(self, batches: Sequence[Batch]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean risk over the environments and the invariance penalty of this step."""
+        raise NotImplementedError
+
+    def objective(self, batches: Sequence[Batch]) -> tuple[torch.Tensor, dict[str, float]]:
+        step = int(self.steps)
+        weight = penalty_weight(step, self.hparams["penalty_weight"], self.hparams["anneal_steps"],
+                                self.hparams["schedule"])
+        if self.hparams["schedule"] == "step" and step == self.hparams["anneal_steps"] and step > 0:
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.hparams["lr"],
+                                              weight_decay=self.hparams["weight_decay"])
+        self.steps += 1
+        risk, penalty = self.risk_and_penalty(batches)
+        loss = (risk + weight * penalty) / max(weight, 1.0)
+        return loss, {"risk": risk.item(), "penalty": penalty.item(), "penalty_weight": weight}
