@@ -11,19 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cli_support import subprocess_env
 from oodbench.plugins import LOAD_PLUGINS_ENV, PluginSet, get_plugins, reset_plugins
-
-
-def subprocess_env(**overrides: str | None) -> dict[str, str]:
-    """``os.environ`` for a CLI subprocess, ``OODBENCH_LOAD_PLUGINS`` unset; ``None`` removes a variable."""
-    env = dict(os.environ)
-    env.pop(LOAD_PLUGINS_ENV, None)
-    for key, value in overrides.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
 
 
 class FakeSite:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import subprocess_env
+from cli_support import subprocess_env
 from oodbench.plugins import LOAD_PLUGINS_ENV
 from oodbench.store import STORE_NAME, Store
 

@@ -37,39 +37,47 @@ class Sobel(nn.Module):
         return torch.sqrt(gradients[:, 0::2] ** 2 + gradients[:, 1::2] ** 2 + self.eps)
 
 
-class EdgeFused(nn.Module):
-    """The backbone with an instance-normalised input and Sobel edges fused into its conv feature map.
+class EdgeFeatureMap(nn.Module):
+    """Conv-InstanceNorm-ReLU(concat[conv layers(IN(x)), bilinear-resized Sobel(x)]) (report 001 eqs. 12-15).
 
-    feature map = Conv-InstanceNorm-ReLU(concat[backbone conv layers(IN(x)),
-    bilinear-resized Sobel(x)]) (report 001 eqs. 12-15), the same shape as
-    the backbone's, so the backbone's Flatten, dense layers and classifier
-    follow unchanged.
+    Same shape as the conv layers' own output, so whatever followed them in
+    the backbone follows this unchanged.
+    """
+
+    def __init__(self, conv: nn.Module, input_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        channels = input_shape[0]
+        self.norm = nn.InstanceNorm2d(channels, affine=True)
+        self.conv = conv
+        self.sobel = Sobel(channels)
+        with torch.no_grad():
+            width = conv(torch.zeros(1, *input_shape)).shape[1]
+        self.fuse = nn.Sequential(nn.Conv2d(width + channels, width, 3, padding=1),
+                                  nn.InstanceNorm2d(width, affine=True), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.conv(self.norm(x))
+        edges = F.interpolate(self.sobel(x), size=features.shape[-2:], mode="bilinear", align_corners=False)
+        return self.fuse(torch.cat([features, edges], dim=1))
+
+
+class EdgeFused(nn.Module):
+    """The backbone with its conv layers replaced by ``EdgeFeatureMap`` around them.
+
+    Keeps the backbone's shape (``featurizer`` with a Flatten after the
+    feature map, ``classifier``, ``n_features``), so RSC's split applies as is.
     """
 
     def __init__(self, backbone: nn.Module, input_shape: tuple[int, ...]) -> None:
         super().__init__()
         flatten_at = flatten_index(backbone, "rsc_plus")
-        channels = input_shape[0]
-        self.norm = nn.InstanceNorm2d(channels, affine=True)
-        self.conv = backbone.featurizer[:flatten_at]
-        self.dense = backbone.featurizer[flatten_at:]
+        self.featurizer = nn.Sequential(EdgeFeatureMap(backbone.featurizer[:flatten_at], input_shape),
+                                        *backbone.featurizer[flatten_at:])
         self.classifier = backbone.classifier
-        self.sobel = Sobel(channels)
-        with torch.no_grad():
-            width = self.conv(torch.zeros(1, *input_shape)).shape[1]
-        self.fuse = nn.Sequential(nn.Conv2d(width + channels, width, 3, padding=1),
-                                  nn.InstanceNorm2d(width, affine=True), nn.ReLU())
-
-    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.conv(self.norm(x))
-        edges = F.interpolate(self.sobel(x), size=features.shape[-2:], mode="bilinear", align_corners=False)
-        return self.fuse(torch.cat([features, edges], dim=1))
-
-    def head(self, z: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dense(z))
+        self.n_features = backbone.n_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.feature_map(x))
+        return self.classifier(self.featurizer(x))
 
 
 class RSCPlus(RSC):
@@ -86,12 +94,6 @@ class RSCPlus(RSC):
 
     def __init__(self, backbone_factory, task, hparams: dict[str, Any]) -> None:
         super().__init__(lambda: EdgeFused(backbone_factory(), task.input_shape), task, hparams)
-
-    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.feature_map(x)
-
-    def head(self, z: torch.Tensor) -> torch.Tensor:
-        return self.model.head(z)
 
     def challenge_mask(self, grad: torch.Tensor) -> torch.Tensor:
         alpha, fraction = self.hparams["alpha"], self.hparams["drop_pct"]
