@@ -38,6 +38,15 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _selections(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in RULES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown rule {', '.join(unknown) or repr(text)} "
+                                         f"(allowed: {', '.join(RULES)}, or a comma list of them)")
+    return names
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -68,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(render(store, "table", args.selection))
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     print(f"\nrun directory: {summary.run_dir} ({counts})")
-    print(f"more: oodbench report {summary.run_dir} --selection oracle|last|val --format markdown|json|csv")
+    print(f"more: oodbench report {summary.run_dir} --selection val,oracle --format markdown|json|csv")
     return 1 if summary.failed else 0
 
 
@@ -168,7 +177,8 @@ def build_parser() -> Parser:
     run.add_argument("--jobs", type=_positive, default=1, help="worker processes for --executor process")
     run.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     run.add_argument("--data-dir", type=Path, help="a directory holding the four MNIST IDX files")
-    run.add_argument("--selection", default="val", choices=list(RULES), help="selection rule of the printed table")
+    run.add_argument("--selection", type=_selections, default=["val"], metavar="RULE[,RULE]",
+                     help="selection rule(s) of the printed table: last, val, oracle (e.g. val,oracle)")
     run.set_defaults(func=cmd_run)
 
     plugins = sub.add_parser("plugins", help="installed plugins: distribution, version, hooks, load errors")
@@ -183,7 +193,8 @@ def build_parser() -> Parser:
     report = sub.add_parser("report", help="render a run directory's results")
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     report.add_argument("--format", default="table", choices=["table", "markdown", "json", "csv"])
-    report.add_argument("--selection", default="val", choices=list(RULES))
+    report.add_argument("--selection", type=_selections, default=["val"], metavar="RULE[,RULE]",
+                        help="last, val or oracle; a comma list shows them side by side")
     report.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
     report.set_defaults(func=cmd_report)
 

@@ -14,7 +14,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from tabulate import tabulate
 
@@ -102,14 +102,15 @@ def _scale(metric: str) -> float:
     return 1.0 if metric == "gap" else 100.0
 
 
-def _table_rows(summary: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def _table_rows(summary: list[dict[str, Any]], show_selection: bool) -> tuple[list[str], list[list[str]]]:
     show_variant = any(r["hparams"] for r in summary)
-    headers = [*IDENTITY, *(["hparams"] if show_variant else []), "env", "seeds", *(HEADERS[m] for m in METRICS)]
+    headers = [*IDENTITY, *(["hparams"] if show_variant else []), "env", *(["selection"] if show_selection else []),
+               "seeds", *(HEADERS[m] for m in METRICS)]
     rows = []
     for r in summary:
         values = [r[m].text(_scale(m)) if r[m] else "-" for m in METRICS]
         rows.append([*(r[k] for k in IDENTITY), *([r["hparams"]] if show_variant else []), r["env"],
-                     str(len(r["seeds"])), *values])
+                     *([r["selection"]] if show_selection else []), str(len(r["seeds"])), *values])
     return headers, rows
 
 
@@ -117,15 +118,18 @@ def _stat_dict(stat: Stat | None) -> dict[str, float] | None:
     return None if stat is None else {"mean": stat.mean, "std": stat.std, "n": stat.n}
 
 
-def render(store: Store, fmt: str, selection: str) -> str:
-    """The report of a run in ``fmt``."""
+def render(store: Store, fmt: str, selections: str | Sequence[str]) -> str:
+    """The report of a run in ``fmt``, under one selection rule or several side by side."""
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: unknown (allowed: {', '.join(FORMATS)})")
-    summary = summarize(store, selection)
+    selections = [selections] if isinstance(selections, str) else list(selections)
+    order = {name: i for i, name in enumerate(selections)}
+    summary = sorted((row for name in selections for row in summarize(store, name)),
+                     key=lambda r: (*(r[k] for k in (*IDENTITY, "hparams", "env")), order[r["selection"]]))
     failed, skipped = store.cells("failed"), store.cells("skipped")
     if fmt == "json":
         return json.dumps({
-            "selection": selection, "selection_rule": RULES[selection].description,
+            "selections": selections, "selection_rules": {name: RULES[name].description for name in selections},
             "rows": [{**{k: r[k] for k in (*IDENTITY, "hparams", "env", "selection", "seeds")},
                       **{m: _stat_dict(r[m]) for m in METRICS}} for r in summary],
             "failed": [{k: c[k] for k in (*IDENTITY, "seed", "error")} for c in failed],
@@ -139,13 +143,14 @@ def render(store: Store, fmt: str, selection: str) -> str:
                          *(f"{m}_{s}" for m in METRICS for s in ("mean", "std", "n"))])
         for r in summary:
             stats = [v for m in METRICS for v in ((r[m].mean, r[m].std, r[m].n) if r[m] else ("", "", ""))]
-            writer.writerow([*(r[k] for k in IDENTITY), r["hparams"], r["env"], selection,
+            writer.writerow([*(r[k] for k in IDENTITY), r["hparams"], r["env"], r["selection"],
                              " ".join(map(str, r["seeds"])), *stats])
         return out.getvalue()
-    headers, rows = _table_rows(summary)
+    headers, rows = _table_rows(summary, show_selection=len(selections) > 1)
     table = tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
                      disable_numparse=True)
-    lines = [f"selection: {selection} ({RULES[selection].description}); mean ± std over seeds", "", table]
+    rules = "; ".join(f"{name}: {RULES[name].description}" for name in selections)
+    lines = [f"selection {rules}; mean ± std over seeds", "", table]
     if failed:
         lines += ["", f"{len(failed)} failed cell(s):"]
         lines += [f"  {c['dataset']}/{c['backbone']}/{c['algorithm']}/{c['target']}/seed{c['seed']}: {c['error']}"

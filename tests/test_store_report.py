@@ -107,3 +107,20 @@ def test_unknown_selection_and_format_are_usage_errors(store):
         summarize(store, "best")
     with pytest.raises(UsageError, match="allowed: table"):
         render(store, "pdf", "val")
+
+
+def test_several_selections_side_by_side(store):
+    cell = _cell(0)
+    store.plan([cell])
+    metrics = {"train1": _m(0.85), "train1/holdout": _m(0.85), "test": _m(0.2), "test/holdout": _m(0.2)}
+    better = dict(metrics, test=_m(0.7))
+    store.record_training(TrainingResult(cell.training_key, "done", splits=SPLITS, curves=[metrics, better],
+                                         stats=[{}, {}], selected={"val": 1, "oracle": 2}))
+    store.record_cell(CellResult(cell.key, "done", selected={"val": 1, "oracle": 2},
+                                 results={"val": metrics, "oracle": better}, splits=SPLITS), VERSIONS)
+    table = render(store, "table", ["val", "oracle"])
+    val_line, oracle_line = [line for line in table.splitlines() if line.startswith("colored_mnist")]
+    assert " val " in val_line and "20.0" in val_line
+    assert " oracle " in oracle_line and "70.0" in oracle_line
+    rows = json.loads(render(store, "json", ["val", "oracle"]))["rows"]
+    assert [(r["selection"], r["acc"]["mean"]) for r in rows] == [("val", 0.2), ("oracle", 0.7)]
