@@ -238,6 +238,18 @@ def check_training(key: str, value: Any, where: str) -> Any:
     return value
 
 
+def _table_entry(kind: str, key: str, value: Any, defaults: dict[str, Any], where: str) -> tuple[str, Any]:
+    """Where a ``[hparams.NAME]`` entry goes (``training`` or the component itself) and its checked value.
+
+    An algorithm's table may also set training options (per-method budgets);
+    a key the algorithm declares itself stays the algorithm's.
+    """
+    if kind == "algorithms" and key in TRAINING_DEFAULTS and key not in defaults:
+        return "training", check_training(key, value, where)
+    allowed = defaults | (TRAINING_DEFAULTS if kind == "algorithms" else {})
+    return kind, check_value(key, value, allowed, where)
+
+
 class _Components:
     """Defaults of every component a cell touches, looked up from the registries."""
 
@@ -275,10 +287,10 @@ def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = Non
         if not kinds:
             raise UsageError(f"{matrix.source}: [hparams.{name}] names no installed algorithm, backbone or target")
         # checked here too, so a mistake in a table no selected cell uses is not silently ignored
-        tables = [components.defaults(k, name) | (TRAINING_DEFAULTS if k == "algorithms" else {}) for k in kinds]
         for key, value in table.items():
-            allowed = next((t for t in tables if key in t), tables[0])
-            check_value(key, value, allowed, f"{matrix.source}: hparams.{name}.{key}")
+            kind = next((k for k in kinds if key in components.defaults(k, name)
+                         or (k == "algorithms" and key in TRAINING_DEFAULTS)), kinds[0])
+            _table_entry(kind, key, value, components.defaults(kind, name), f"{matrix.source}: hparams.{name}.{key}")
     sets = _check_sets(overrides.sets, combos, components)
     cells: dict[str, Cell] = {}
     for combo in combos:
@@ -320,12 +332,8 @@ def _resolve(point: dict[str, Any], matrix: Matrix, overrides: Overrides, sets: 
     sections = {kind: components.defaults(kind, name) for kind, name in names.items()}
     for kind, name in names.items():
         for key, value in matrix.hparams.get(name, {}).items():
-            where = f"{matrix.source}: hparams.{name}.{key}"
-            if kind == "algorithms" and key in TRAINING_DEFAULTS and key not in sections[kind]:
-                training[key] = check_training(key, value, where)
-            else:
-                allowed = sections[kind] | (TRAINING_DEFAULTS if kind == "algorithms" else {})
-                sections[kind][key] = check_value(key, value, allowed, where)
+            section, checked = _table_entry(kind, key, value, sections[kind], f"{matrix.source}: hparams.{name}.{key}")
+            (training if section == "training" else sections[kind])[key] = checked
     for scope, key, value in sorted(sets, key=lambda s: bool(s[0])):
         if scope == "training":
             training[key] = check_training(key, value, f"--set training.{key}")

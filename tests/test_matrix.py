@@ -570,3 +570,12 @@ def test_training_scope_reaches_the_training_budget_only(plugins):
         (cell,) = expand(matrix(algorithms=["epochs_algo"]), plugins,
                          Overrides(sets=[parse_set("training.epochs=7")]))
     assert cell.training["epochs"] == 7 and cell.algorithm_hparams["epochs"] == 3
+
+
+def test_training_options_in_an_unselected_algorithms_table_are_range_checked(plugins):
+    m = parse_matrix({"datasets": ["colored_mnist"], "backbones": ["cnn"], "algorithms": ["erm"],
+                      "hparams": {"bi_loss": {"batch_size": 0}}}, SOURCE)
+    if "bi_loss" not in plugins.registry("algorithms"):
+        pytest.skip("oodbench-methods is not installed")
+    with pytest.raises(UsageError, match=r"hparams\.bi_loss\.batch_size: 0 is out of range"):
+        expand(m, plugins)
