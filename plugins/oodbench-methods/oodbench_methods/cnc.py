@@ -27,6 +27,18 @@ def hard_pairs(y: torch.Tensor, erm_prediction: torch.Tensor) -> tuple[torch.Ten
     return same_label & ~same_prediction, ~same_label & same_prediction
 
 
+def pseudo_group_weights(y: torch.Tensor, erm_prediction: torch.Tensor) -> torch.Tensor:
+    """Per-sample weights summing to 1 that give every (label, ERM prediction) group in the batch an equal share.
+
+    CNC's batches are an anchor with its hard positives and negatives, so its
+    cross-entropy sees as many samples the ERM model gets wrong as right; on a
+    plain minibatch reweighting the pseudo-groups gives the same balance.
+    """
+    groups = y * (int(erm_prediction.max()) + 1) + erm_prediction
+    _, inverse, counts = torch.unique(groups, return_inverse=True, return_counts=True)
+    return 1.0 / (counts[inverse].float() * len(counts))
+
+
 def contrastive_loss(z: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor,
                      temperature: float) -> torch.Tensor:
     """Supervised contrastive loss of normalised features ``z`` over each anchor's positives and negatives.
@@ -60,7 +72,7 @@ class CNC(SingleModel):
 
     name = "cnc"
     defaults = {"lr": 1e-3, "weight_decay": 0.0, "temperature": 0.1, "contrast_weight": 0.5,
-                "erm_epochs": 1, "erm_lr": 1e-3, "erm_batch_size": 128}
+                "erm_epochs": 1, "erm_lr": 1e-3, "erm_batch_size": 128, "balanced_cross_entropy": True}
     requires = frozenset()
 
     def __init__(self, backbone_factory, task, hparams: dict[str, Any]) -> None:
@@ -98,7 +110,12 @@ class CNC(SingleModel):
         features = self.model.featurizer(batch.x)
         positives, negatives = hard_pairs(batch.y, erm_prediction)
         contrast = contrastive_loss(F.normalize(features, dim=1), positives, negatives, self.hparams["temperature"])
-        cross_entropy = F.cross_entropy(self.model.classifier(features), batch.y)
+        logits = self.model.classifier(features)
+        if self.hparams["balanced_cross_entropy"]:
+            weights = pseudo_group_weights(batch.y, erm_prediction)
+            cross_entropy = (F.cross_entropy(logits, batch.y, reduction="none") * weights).sum()
+        else:
+            cross_entropy = F.cross_entropy(logits, batch.y)
         weight = self.hparams["contrast_weight"]
         return weight * contrast + (1 - weight) * cross_entropy, {
             "contrast": contrast.item(), "cross_entropy": cross_entropy.item(),

@@ -16,14 +16,23 @@ from oodbench.api import Batch, SingleModel
 SCHEDULES = ("step", "grow")
 
 
-def irm_penalty(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+ESTIMATES = ("halves", "full")
+
+
+def irm_penalty(logits: torch.Tensor, y: torch.Tensor, estimate: str = "halves") -> torch.Tensor:
     """IRMv1's squared gradient of the risk w.r.t. a dummy scale w = 1.0 on the logits.
 
-    Unbiased (seed report 000 eq. 23): the gradient on the even rows times the
-    gradient on the odd rows, so the noise of one minibatch does not square
-    into the estimate. It can be negative on a single batch.
+    ``halves`` is unbiased (seed report 000 eq. 23): the gradient on the even
+    rows times the gradient on the odd rows, so the noise of one minibatch does
+    not square into the estimate; it can be negative on a single batch.
+    ``full`` squares the gradient of the whole batch, as the IRM paper's own
+    code does; with full-batch steps there is no minibatch noise to cancel and
+    the penalty never rewards disagreement between the halves.
     """
     scale = torch.ones((), device=logits.device, requires_grad=True)
+    if estimate == "full":
+        grad = torch.autograd.grad(F.cross_entropy(logits * scale, y), scale, create_graph=True)[0]
+        return grad.pow(2)
     half = len(y) // 2
     first = F.cross_entropy(logits[0:2 * half:2] * scale, y[0:2 * half:2])
     second = F.cross_entropy(logits[1:2 * half:2] * scale, y[1:2 * half:2])

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from oodbench.api import Environment, make_groups
-from oodbench_methods.cnc import CNC, contrastive_loss, hard_pairs
+from oodbench_methods.cnc import CNC, contrastive_loss, hard_pairs, pseudo_group_weights
 from toys import TinyConv, batch, task
 
 
@@ -20,6 +20,15 @@ def test_hard_pairs_follow_the_stated_rule():
     assert positives.nonzero().tolist() == [[0, 1], [1, 0], [1, 4], [2, 3], [3, 2], [4, 1]]
     assert negatives.nonzero().tolist() == [[0, 2], [1, 3], [2, 0], [2, 4], [3, 1], [4, 2]]
     assert not (positives & negatives).any() and not positives.diagonal().any()
+
+
+def test_pseudo_groups_share_the_cross_entropy_equally():
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    erm = torch.tensor([0, 0, 1, 1, 1, 1])
+    weights = pseudo_group_weights(y, erm)
+    # groups (0,0) x2, (0,1) x1, (1,1) x3: each present group holds a third of the weight
+    assert weights.tolist() == pytest.approx([1 / 6, 1 / 6, 1 / 3, 1 / 9, 1 / 9, 1 / 9])
+    assert weights.sum().item() == pytest.approx(1.0)
 
 
 def test_contrastive_loss_by_hand():
@@ -67,11 +76,16 @@ def test_objective_mixes_contrast_and_cross_entropy_on_erm_pseudo_groups():
     batches = [batch(8, 0, 1), batch(8, 1, 2)]
     x = torch.cat([b.x for b in batches])
     y = torch.cat([b.y for b in batches])
-    positives, negatives = hard_pairs(y, (x[:, 0, 0, 0] > 0.5).long())
+    erm_prediction = (x[:, 0, 0, 0] > 0.5).long()
+    positives, negatives = hard_pairs(y, erm_prediction)
     assert positives.any() and negatives.any()
     features = algo.model.featurizer(x)
-    expected = 0.25 * contrastive_loss(F.normalize(features, dim=1), positives, negatives, 0.1) \
-        + 0.75 * F.cross_entropy(algo.model.classifier(features), y)
+    contrast = contrastive_loss(F.normalize(features, dim=1), positives, negatives, 0.1)
+    per_sample = F.cross_entropy(algo.model.classifier(features), y, reduction="none")
+    balanced = (per_sample * pseudo_group_weights(y, erm_prediction)).sum()
     loss, stats = algo.objective(batches)
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert loss.item() == pytest.approx((0.25 * contrast + 0.75 * balanced).item(), rel=1e-5)
     assert stats["contrast"] > 0
+    algo.hparams["balanced_cross_entropy"] = False
+    loss, _ = algo.objective(batches)
+    assert loss.item() == pytest.approx((0.25 * contrast + 0.75 * per_sample.mean()).item(), rel=1e-5)

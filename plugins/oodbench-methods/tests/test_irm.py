@@ -33,6 +33,22 @@ def test_penalty_pairs_even_rows_with_odd_rows():
     assert irm_penalty(logits, y).item() == pytest.approx(((g_first + g_second) / 2) ** 2, rel=1e-6)
 
 
+def test_full_estimate_squares_the_whole_batch_gradient():
+    # rows [0, 1] and [2, 0], both label 0: the batch gradient is the mean of the two rows' gradients
+    logits = torch.tensor([[0.0, 1.0], [2.0, 0.0]])
+    e = math.e
+    mean_gradient = (e / (1 + e) - 2 / (1 + e ** 2)) / 2
+    assert irm_penalty(logits, torch.zeros(2, dtype=torch.long), "full").item() == pytest.approx(
+        mean_gradient ** 2, rel=1e-6)
+    # the halves estimate of the same batch is the product, which here is negative
+    assert irm_penalty(logits, torch.zeros(2, dtype=torch.long)).item() < 0
+
+
+def test_unknown_penalty_estimate_is_refused():
+    with pytest.raises(ValueError, match="penalty_estimate 'both' not in"):
+        IRM(TinyConv, task(), {**IRM.defaults, "penalty_estimate": "both"})
+
+
 def test_penalty_is_differentiable_in_the_logits():
     logits = torch.tensor([[0.5, -0.5], [1.0, 0.0]], requires_grad=True)
     irm_penalty(logits, torch.tensor([0, 1])).backward()
