@@ -17,6 +17,7 @@ from oodbench import __version__
 from oodbench.errors import DataIntegrityError, DataUnavailableError, UsageError
 from oodbench.matrix import AXES, Overrides, parse_set
 from oodbench.plugins import KINDS, get_plugins
+from oodbench.scaffold import KINDS as SCAFFOLD_KINDS
 from oodbench.selection import RULES
 
 
@@ -70,7 +71,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = Overrides(filters=filters, seeds=args.seeds, epochs=args.epochs,
                           sets=[parse_set(s) for s in args.set])
     options = RunOptions(matrix=args.matrix, overrides=overrides, out=args.out, resume=args.resume,
-                         executor=args.executor, jobs=args.jobs, device=args.device, data_dir=args.data_dir,
+                         executor=args.executor, jobs=args.jobs, address=args.address, device=args.device,
+                         data_dir=args.data_dir,
                          argv=sys.argv[1:])
     summary = run_matrix(options)
     with Store.in_dir(summary.run_dir) as store:
@@ -82,15 +84,34 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from oodbench.requirements import installed_requirements, run_requirements
+
+    if args.requirements not in (None, True):
+        print("\n".join(run_requirements(Path(args.requirements))))
+        return 0
     plugins = get_plugins()
     plugins.failed()
+    if args.requirements is True:
+        print("\n".join(installed_requirements(plugins)))
+        return 0
     records = [r.as_dict() for r in plugins.records.values()]
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
-    rows = [[r["name"], r["dist"], r["version"], ", ".join(h.removeprefix("oodbench_") for h in r["hooks"]),
+    rows = [[r["name"], r["dist"], r["version"], r["target"], ", ".join(h.removeprefix("oodbench_") for h in r["hooks"]),
              "yes" if r["loaded"] else "no: " + "; ".join(r["errors"])] for r in records]
-    print(tabulate(rows, headers=["plugin", "distribution", "version", "hooks", "loaded"]))
+    print(tabulate(rows, headers=["plugin", "distribution", "version", "target", "hooks", "loaded"]))
+    return 0
+
+
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from oodbench.scaffold import generated_files, new_plugin
+
+    project = new_plugin(args.name, args.kind, args.dir)
+    print(f"created {project}: the {args.kind} {args.name!r} as the distribution {project.name}")
+    for name in generated_files(project):
+        print(f"  {name}")
+    print(f"next: cd {project} && pip install -e '.[test]' && pytest")
     return 0
 
 
@@ -129,12 +150,39 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     with open_store(args.run_dir) as store:
         text = render(store, args.format, args.selection)
+    if args.format == "html" and not args.output:  # a page is for a browser, not a terminal
+        args.output = args.run_dir / "report.html"
     if args.output:
         args.output.write_text(text + "\n")
         print(f"wrote {args.output}")
     else:
         print(text)
     return 0
+
+
+def cmd_leaderboard_check(args: argparse.Namespace) -> int:
+    from oodbench.leaderboard import check
+
+    result = check(args.run_dir, args.baseline, args.tolerance)
+    print(result.text)
+    return 1 if result.failed else 0
+
+
+def cmd_leaderboard_update(args: argparse.Namespace) -> int:
+    from oodbench.leaderboard import update
+
+    print(update(args.run_dir, args.baseline, args.selection, args.tolerance))
+    return 0
+
+
+def _percentage_points(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected percentage points >= 0 like 2 or 0.5, got {text!r}")
+    return value
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
@@ -173,17 +221,30 @@ def build_parser() -> Parser:
                      help="hyperparameter override, e.g. lr=1e-3 or erm.lr=1e-3 (repeatable)")
     run.add_argument("--out", type=Path, help="run directory (default: runs/<matrix>-<time>)")
     run.add_argument("--resume", action="store_true", help="finish the run in --out, keeping every done cell")
-    run.add_argument("--executor", default="local", choices=["local", "process"])
-    run.add_argument("--jobs", type=_positive, default=1, help="worker processes for --executor process")
+    run.add_argument("--executor", default="local", choices=["local", "process", "ray"],
+                     help="where jobs run: in this process, a process pool, or Ray (pip install 'oodbench[ray]')")
+    run.add_argument("--jobs", type=_positive, default=1,
+                     help="jobs at once: worker processes (process) or the local Ray instance's CPUs (ray)")
+    run.add_argument("--address", metavar="HOST:PORT|auto",
+                     help="with --executor ray: join this Ray cluster instead of starting one here")
     run.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     run.add_argument("--data-dir", type=Path, help="a directory holding the four MNIST IDX files")
     run.add_argument("--selection", type=_selections, default=["val"], metavar="RULE[,RULE]",
                      help="selection rule(s) of the printed table: last, val, oracle (e.g. val,oracle)")
     run.set_defaults(func=cmd_run)
 
-    plugins = sub.add_parser("plugins", help="installed plugins: distribution, version, hooks, load errors")
-    plugins.add_argument("--json", action="store_true")
+    plugins = sub.add_parser("plugins", help="installed plugins: distribution, version, target, hooks, load errors")
+    output = plugins.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true")
+    output.add_argument("--requirements", nargs="?", const=True, metavar="RUN_DIR",
+                        help="pinned name==version lines of the installed plugins, or of those a run used")
     plugins.set_defaults(func=cmd_plugins)
+
+    new = sub.add_parser("new-plugin", help="scaffold a plugin distribution: example, README, tests")
+    new.add_argument("name", metavar="NAME", help="the registered name, e.g. my_method (-> oodbench-my-method)")
+    new.add_argument("--kind", default="algorithm", choices=list(SCAFFOLD_KINDS))
+    new.add_argument("--dir", type=Path, default=Path("."), help="where to create oodbench-NAME/ (default: here)")
+    new.set_defaults(func=cmd_new_plugin)
 
     listing = sub.add_parser("list", help="registered datasets, backbones, algorithms or targets")
     listing.add_argument("kind", choices=KINDS)
@@ -192,11 +253,24 @@ def build_parser() -> Parser:
 
     report = sub.add_parser("report", help="render a run directory's results")
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    report.add_argument("--format", default="table", choices=["table", "markdown", "json", "csv"])
+    report.add_argument("--format", default="table", choices=["table", "markdown", "json", "csv", "html"],
+                        help="html: a self-contained page with plots (default file RUN_DIR/report.html)")
     report.add_argument("--selection", type=_selections, default=["val"], metavar="RULE[,RULE]",
                         help="last, val or oracle; a comma list shows them side by side")
-    report.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    report.add_argument("--output", "--out", "-o", type=Path, help="write to this file instead of stdout")
     report.set_defaults(func=cmd_report)
+
+    board = sub.add_parser("leaderboard", help="compare a run with a committed baseline, or rewrite the baseline")
+    board_sub = board.add_subparsers(dest="leaderboard_command", required=True, metavar="ACTION")
+    check = board_sub.add_parser("check", help="exit 1 when a metric regressed beyond tolerance or an entry is missing")
+    update = board_sub.add_parser("update", help="rewrite the baseline from a run")
+    for action, func in ((check, cmd_leaderboard_check), (update, cmd_leaderboard_update)):
+        action.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+        action.add_argument("--baseline", type=Path, required=True, metavar="FILE", help="the baseline JSON file")
+        action.add_argument("--tolerance", type=_percentage_points, metavar="PP",
+                            help="allowed drop in percentage points before seed noise (default: the baseline's, 2)")
+        action.set_defaults(func=func)
+    update.add_argument("--selection", default="val", choices=list(RULES), help="the rule the baseline records")
 
     data = sub.add_parser("data", help="fetch and look at data")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
+from oodbench.errors import UsageError
 from oodbench.train import CellResult, Job, TrainingResult, run_job
 
 OnResult = Callable[[TrainingResult | CellResult], None]
@@ -44,10 +46,17 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_collect(job: Job) -> list[TrainingResult | CellResult]:
+def run_collect(job: Job) -> list[TrainingResult | CellResult]:
+    """Run a job away from the store and hand every result back at the end (workers never write the store)."""
     results: list[TrainingResult | CellResult] = []
     run_job(job, results.append)
     return results
+
+
+def failed_results(job: Job, error: str) -> list[TrainingResult | CellResult]:
+    """What a job whose worker died (killed, out of memory, lost node) stores: its training and cells as failed."""
+    return [TrainingResult(key=job.training_key, status="failed", error=error),
+            *(CellResult(key=c.key, status="failed", error=error) for c in job.cells)]
 
 
 class ProcessExecutor:
@@ -63,17 +72,28 @@ class ProcessExecutor:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_init_worker,
                                  initargs=(self.threads,)) as pool:
-            futures = {pool.submit(_run_collect, job): job for job in jobs}
+            futures = {pool.submit(run_collect, job): job for job in jobs}
             for future in as_completed(futures):
                 job = futures[future]
                 try:
                     results = future.result()
                 except Exception as exc:  # the worker died (killed, out of memory)
-                    error = f"worker process failed: {type(exc).__name__}: {exc}"
-                    results = [TrainingResult(key=job.training_key, status="failed", error=error)]
-                    results += [CellResult(key=c.key, status="failed", error=error) for c in job.cells]
+                    results = failed_results(job, f"worker process failed: {type(exc).__name__}: {exc}")
                 for result in results:
                     on_result(result)
 
 
-EXECUTORS: dict[str, type] = {"local": LocalExecutor, "process": ProcessExecutor}
+EXECUTORS = ("local", "process", "ray")
+
+
+def make_executor(name: str, jobs: int = 1, address: str | None = None) -> Executor:
+    """The executor ``--executor NAME`` asks for; Ray is imported only when it is the one chosen."""
+    if name not in EXECUTORS:
+        raise UsageError(f"--executor {name!r}: unknown (allowed: {', '.join(EXECUTORS)})")
+    if address is not None and name != "ray":
+        raise UsageError(f"--address {address}: only --executor ray joins a cluster (got --executor {name})")
+    if name == "ray":
+        from oodbench.executors_ray import RayExecutor
+
+        return RayExecutor(jobs, address)
+    return ProcessExecutor(jobs) if name == "process" else LocalExecutor(jobs)

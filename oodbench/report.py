@@ -2,7 +2,8 @@
 
 Every number is mean ± sample std over seeds with the seed count, under one
 named selection rule. Accuracies print in percent, ``gap`` in percentage
-points to the environment's ceiling (75 % on ColoredMNIST).
+points to the environment's ceiling (75 % on ColoredMNIST). Text formats are
+rendered here; ``html`` by ``html_report`` from the same summary rows.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import io
 import json
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tabulate import tabulate
 
@@ -22,7 +24,7 @@ from oodbench.errors import UsageError
 from oodbench.selection import RULES
 from oodbench.store import STORE_NAME, Store
 
-FORMATS = ("table", "markdown", "json", "csv")
+FORMATS = ("table", "markdown", "json", "csv", "html")
 METRICS = ("acc", "gap", "worst_group_acc", "avg_group_acc", "id_acc")
 HEADERS = {"acc": "acc %", "gap": "gap pp", "worst_group_acc": "worst-group %", "avg_group_acc": "avg-group %",
            "id_acc": "ID acc %"}
@@ -51,19 +53,25 @@ def open_store(run_dir: Path) -> Store:
     return Store.in_dir(run_dir)
 
 
-def _variants(cells: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """A short label of the hyperparameters that differ between cells of the same identity (sweeps)."""
+def swept_hparams(cells: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per cell, the hyperparameters (short name -> value) that differ between cells of the same identity:
+    the axes of a sweep, which label the rows and which the HTML report plots against."""
     by_identity: dict[tuple, list[str]] = defaultdict(list)
     for key, cell in cells.items():
         by_identity[tuple(cell[k] for k in IDENTITY)].append(key)
-    labels = {}
+    swept = {}
     for keys in by_identity.values():
         flat = {k: {f"{sec}.{name}": v for sec, values in cells[k]["hparams"].items() for name, v in values.items()}
                 for k in keys}
         varying = sorted({n for f in flat.values() for n in f if len({json.dumps(g.get(n)) for g in flat.values()}) > 1})
         for k in keys:
-            labels[k] = ", ".join(f"{n.split('.', 1)[1]}={flat[k].get(n)}" for n in varying)
-    return labels
+            swept[k] = {n.split(".", 1)[1]: flat[k].get(n) for n in varying}
+    return swept
+
+
+def variant_label(swept: dict[str, Any]) -> str:
+    """The ``hparams`` column of a sweep's row, e.g. ``lr=0.001``."""
+    return ", ".join(f"{n}={v}" for n, v in swept.items())
 
 
 def summarize(store: Store, selection: str) -> list[dict[str, Any]]:
@@ -79,17 +87,20 @@ def summarize(store: Store, selection: str) -> list[dict[str, Any]]:
             tests[row["cell"]][row["env"]] = row
         elif row["role"] == "train" and row["part"] == "holdout":
             id_accs[row["cell"]].append(row["acc"])
-    variants = _variants(cells)
+    swept = swept_hparams(cells)
     groups: dict[tuple, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     for cell, envs in tests.items():
         for env, row in envs.items():
-            groups[(*(cells[cell][k] for k in IDENTITY), variants[cell], env)].append((cell, row))
+            groups[(*(cells[cell][k] for k in IDENTITY), variant_label(swept[cell]), env)].append((cell, row))
     summary = []
     for key in sorted(groups):
         members = groups[key]
         row: dict[str, Any] = dict(zip((*IDENTITY, "hparams", "env"), key))
         row["selection"] = selection
         row["seeds"] = sorted(cells[c]["seed"] for c, _ in members)
+        row["cells"] = sorted(c for c, _ in members)
+        row["swept"] = swept[members[0][0]]
+        row["ceiling"] = members[0][1]["ceiling"]
         for metric in METRICS[:4]:
             row[metric] = Stat.of([r[metric] for _, r in members])
         ids = [statistics.fmean(id_accs[c]) for c, _ in members if id_accs[c]]
@@ -98,17 +109,19 @@ def summarize(store: Store, selection: str) -> list[dict[str, Any]]:
     return summary
 
 
-def _scale(metric: str) -> float:
+def scale(metric: str) -> float:
+    """Stored fractions print in percent; ``gap`` is stored in percentage points already."""
     return 1.0 if metric == "gap" else 100.0
 
 
-def _table_rows(summary: list[dict[str, Any]], show_selection: bool) -> tuple[list[str], list[list[str]]]:
+def table_rows(summary: list[dict[str, Any]], show_selection: bool) -> tuple[list[str], list[list[str]]]:
+    """Headers and text cells of the leaderboard table, shared by every text format and the HTML page."""
     show_variant = any(r["hparams"] for r in summary)
     headers = [*IDENTITY, *(["hparams"] if show_variant else []), "env", *(["selection"] if show_selection else []),
                "seeds", *(HEADERS[m] for m in METRICS)]
     rows = []
     for r in summary:
-        values = [r[m].text(_scale(m)) if r[m] else "-" for m in METRICS]
+        values = [r[m].text(scale(m)) if r[m] else "-" for m in METRICS]
         rows.append([*(r[k] for k in IDENTITY), *([r["hparams"]] if show_variant else []), r["env"],
                      *([r["selection"]] if show_selection else []), str(len(r["seeds"])), *values])
     return headers, rows
@@ -118,14 +131,23 @@ def _stat_dict(stat: Stat | None) -> dict[str, float] | None:
     return None if stat is None else {"mean": stat.mean, "std": stat.std, "n": stat.n}
 
 
+def side_by_side(store: Store, selections: Sequence[str]) -> list[dict[str, Any]]:
+    """Summary rows of several selection rules, each identity's rules next to each other in the given order."""
+    order = {name: i for i, name in enumerate(selections)}
+    return sorted((row for name in selections for row in summarize(store, name)),
+                  key=lambda r: (*(r[k] for k in (*IDENTITY, "hparams", "env")), order[r["selection"]]))
+
+
 def render(store: Store, fmt: str, selections: str | Sequence[str]) -> str:
     """The report of a run in ``fmt``, under one selection rule or several side by side."""
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: unknown (allowed: {', '.join(FORMATS)})")
     selections = [selections] if isinstance(selections, str) else list(selections)
-    order = {name: i for i, name in enumerate(selections)}
-    summary = sorted((row for name in selections for row in summarize(store, name)),
-                     key=lambda r: (*(r[k] for k in (*IDENTITY, "hparams", "env")), order[r["selection"]]))
+    if fmt == "html":
+        from oodbench.html_report import render_html
+
+        return render_html(store, selections)
+    summary = side_by_side(store, selections)
     failed, skipped = store.cells("failed"), store.cells("skipped")
     if fmt == "json":
         return json.dumps({
@@ -146,7 +168,7 @@ def render(store: Store, fmt: str, selections: str | Sequence[str]) -> str:
             writer.writerow([*(r[k] for k in IDENTITY), r["hparams"], r["env"], r["selection"],
                              " ".join(map(str, r["seeds"])), *stats])
         return out.getvalue()
-    headers, rows = _table_rows(summary, show_selection=len(selections) > 1)
+    headers, rows = table_rows(summary, show_selection=len(selections) > 1)
     table = tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
                      disable_numparse=True)
     rules = "; ".join(f"{name}: {RULES[name].description}" for name in selections)

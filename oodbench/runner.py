@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from oodbench import __version__
 from oodbench.errors import UsageError
-from oodbench.executors import EXECUTORS
+from oodbench.executors import make_executor
 from oodbench.matrix import Cell, Overrides, expand, load_matrix
-from oodbench.plugins import get_plugins
+from oodbench.plugins import PluginSet, get_plugins
 from oodbench.store import STORE_NAME, Store
 from oodbench.train import CellResult, Job, TrainingResult, checkpoint_path
 
@@ -35,6 +35,7 @@ class RunOptions:
     resume: bool = False
     executor: str = "local"
     jobs: int = 1
+    address: str | None = None
     device: str = "cpu"
     data_dir: Path | None = None
     argv: list[str] = field(default_factory=list)
@@ -75,6 +76,14 @@ class RunLock:
         self.handle.close()
 
 
+def _installed_parts(origins: dict[str, tuple[str, str, str]]) -> str:
+    """`` (algorithm 'x' from oodbench-x 0.2.0)``: the installed distributions a failed cell ran, so its
+    message names whom to ask; empty when the cell used only oodbench's built-ins."""
+    parts = [f"{kind} {name!r} from {dist} {version}" for kind, (name, dist, version) in origins.items()
+             if dist != "oodbench"]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 class TqdmProgress:
     """One bar for cells and one for the current job's epochs; silent when stderr is not a TTY."""
 
@@ -89,10 +98,10 @@ class TqdmProgress:
     def epoch(self, epoch: int, total: int) -> None:
         self.epochs.update(1)
 
-    def cell_done(self, label: str, result: CellResult) -> None:
+    def cell_done(self, label: str, result: CellResult, origins: dict[str, tuple[str, str, str]]) -> None:
         self.cells.update(1)
         if result.status == "failed":
-            tqdm.write(f"oodbench: cell {label} failed: {result.error}", file=sys.stderr)
+            tqdm.write(f"oodbench: cell {label} failed: {result.error}{_installed_parts(origins)}", file=sys.stderr)
 
     def close(self) -> None:
         self.epochs.close()
@@ -132,6 +141,13 @@ def _versions() -> dict[str, str]:
             "platform": platform.platform()}
 
 
+def _spec_hashes(plugins: PluginSet, cells: list[Cell]) -> dict[str, str | None]:
+    """The spec hash of each dataset in the run (None for a dataset defined by code, not a spec file):
+    the leaderboard compares only results built from identical data."""
+    registry = plugins.registry("datasets")
+    return {name: getattr(registry.get(name), "spec_hash", None) for name in sorted({c.dataset for c in cells})}
+
+
 def _plan_record(options: RunOptions) -> dict:
     o = options.overrides
     return {"matrix": options.matrix, "filters": o.filters, "seeds": o.seeds, "epochs": o.epochs,
@@ -160,8 +176,7 @@ def run_matrix(options: RunOptions) -> RunSummary:
         stored = _stored_plan(options.out)
         if stored:
             options.matrix, options.overrides = stored
-    if options.executor not in EXECUTORS:
-        raise UsageError(f"--executor {options.executor!r}: unknown (allowed: {', '.join(EXECUTORS)})")
+    executor = make_executor(options.executor, options.jobs, options.address)
     if options.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available here (allowed: cpu)")
     plugins = get_plugins()
@@ -179,8 +194,9 @@ def run_matrix(options: RunOptions) -> RunSummary:
     by_key = {c.key: c for c in cells}
     with RunLock(run_dir), Store.in_dir(run_dir) as store:
         started = {"resumed_at": time.time()} if exists else {"created_at": time.time(), "plan": _plan_record(options)}
+        specs = store.meta().get("dataset_specs", {}) | _spec_hashes(plugins, cells)
         store.set_meta(started | {"argv": options.argv, "matrix": matrix.as_dict(), "versions": _versions(),
-                                  "executor": options.executor, "device": options.device})
+                                  "executor": options.executor, "device": options.device, "dataset_specs": specs})
         store.plan(cells)
         jobs = plan_jobs(store, cells, run_dir, options)
         progress = TqdmProgress(sum(len(j.cells) for j in jobs))
@@ -190,13 +206,14 @@ def run_matrix(options: RunOptions) -> RunSummary:
                 store.record_training(result)
                 return
             cell = by_key[result.key]
-            store.record_cell(result, {kind[:-1]: (name, *plugins.dist_of(kind, name)) for kind, name in (
+            origins = {kind[:-1]: (name, *plugins.dist_of(kind, name)) for kind, name in (
                 ("datasets", cell.dataset), ("backbones", cell.backbone), ("algorithms", cell.algorithm),
-                ("targets", cell.target))})
-            progress.cell_done(cell.label(), result)
+                ("targets", cell.target))}
+            store.record_cell(result, origins)
+            progress.cell_done(cell.label(), result, origins)
 
         try:
-            EXECUTORS[options.executor](options.jobs).run(jobs, on_result, progress)
+            executor.run(jobs, on_result, progress)
         finally:
             progress.close()
         status = store.cell_status()

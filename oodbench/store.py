@@ -156,6 +156,13 @@ class Store:
         query = "SELECT * FROM curves" + (" WHERE training = ?" if training else "") + " ORDER BY training, epoch, split"
         return [dict(r) for r in self.db.execute(query, (training,) if training else ())]
 
+    def cell_plugins(self) -> dict[str, dict[str, dict[str, str]]]:
+        """Per cell, each kind's plugin: its name, distribution and version."""
+        out: dict[str, dict[str, dict[str, str]]] = {}
+        for r in self.db.execute("SELECT cell, kind, name, dist, version FROM plugins"):
+            out.setdefault(r["cell"], {})[r["kind"]] = {"name": r["name"], "dist": r["dist"], "version": r["version"]}
+        return out
+
     def plugin_versions(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT DISTINCT kind, name, dist, version FROM plugins ORDER BY kind, name")
         return [dict(r) for r in rows]

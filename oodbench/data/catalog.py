@@ -17,7 +17,7 @@ from pathlib import Path
 import oodbench
 from oodbench.api import Environment
 from oodbench.data.colors import RANDOM
-from oodbench.data.envcache import cache_file, load_or_build
+from oodbench.data.envcache import cache_file, load_or_build, spec_hash
 from oodbench.data.environments import build_environments
 from oodbench.data.mnist import data_home, load_mnist
 from oodbench.data.spec import Spec, load_spec
@@ -58,6 +58,7 @@ class SpecDataset:
         self.provides = provides(spec)
         self.swap_channels = spec.swap_channels
         self.cache_dir = cache_dir
+        self.spec_hash = spec_hash(spec.normalized())
         self.__doc__ = spec.description or f"dataset spec {spec.path.name}"
 
     def cache_path(self, seed: int) -> Path:

@@ -32,6 +32,13 @@ def cache_key(normalized: dict[str, Any], seed: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def spec_hash(normalized: dict[str, Any]) -> str:
+    """sha256 of the spec's data and the format version: equal hashes build equal environments for every seed,
+    so results (and leaderboard baselines) of two runs are comparable."""
+    text = json.dumps({"format": FORMAT_VERSION, "spec": normalized}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def cache_file(root: Path, name: str, normalized: dict[str, Any], seed: int) -> Path:
     """``root/<name>-<hash16>-seed<N>.pt``: readable names, the hash decides validity."""
     return Path(root) / f"{name}-{cache_key(normalized, seed)[:16]}-seed{seed}.pt"

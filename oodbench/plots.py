@@ -1,0 +1,136 @@
+"""Figures of a run, each returned as a PNG data URI drawn by matplotlib's Agg renderer.
+
+The HTML report embeds them so the page needs no other file. matplotlib is
+imported inside the functions: only ``report --format html`` pays for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+DPI = 90
+CURVE_PARTS = {
+    "train": {("train", "main")},
+    "val": {("train", "holdout"), ("val", "main")},
+    "test": {("test", "main")},
+}
+"""The splits behind each line of a training curve: what the model fits, what ``val`` selects on, what is reported."""
+CURVE_COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:red"}
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def data_uri(figure: Figure) -> str:
+    """The figure as ``data:image/png;base64,...``, ready for an ``<img src>``."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _ceiling(axes: Axes, ceiling: float | None) -> None:
+    if ceiling is not None:
+        axes.axhline(ceiling * 100, color="gray", linestyle="--", linewidth=1, label=f"ceiling {ceiling:.0%}")
+
+
+def curve_series(rows: Sequence[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    """(epoch, mean accuracy in %) per line of ``CURVE_PARTS``, from one training's rows of the curves table."""
+    by_line: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        for line, parts in CURVE_PARTS.items():
+            if (row["role"], row["part"]) in parts:
+                by_line[line][row["epoch"]].append(row["acc"] * 100)
+    return {line: [(epoch, statistics.fmean(accs)) for epoch, accs in sorted(by_line[line].items())]
+            for line in CURVE_PARTS if line in by_line}
+
+
+def training_curves(rows: Sequence[dict[str, Any]], title: str) -> str:
+    """Train, validation and test accuracy per epoch of one training run."""
+    figure = _figure(4.2, 2.8)
+    axes = figure.add_subplot()
+    for line, points in curve_series(rows).items():
+        epochs, accs = zip(*points)
+        axes.plot(epochs, accs, marker="o", markersize=3, color=CURVE_COLORS[line], label=line)
+    _ceiling(axes, next((r["ceiling"] for r in rows if r["role"] == "test"), None))
+    axes.set(title=title, xlabel="epoch", ylabel="accuracy %", ylim=(0, 100))
+    axes.title.set_fontsize(8)
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.legend(fontsize=7, loc="lower left")
+    return data_uri(figure)
+
+
+def _row_label(row: dict[str, Any]) -> str:
+    return row["algorithm"] + (f"\n{row['hparams']}" if row["hparams"] else "")
+
+
+def accuracy_bars(summary: Sequence[dict[str, Any]]) -> str:
+    """Test and worst-group accuracy (mean, std as error bar) of every method, one panel per
+    (dataset, backbone, target, test environment)."""
+    panels: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for row in summary:
+        panels[(row["dataset"], row["backbone"], row["target"], row["env"])].append(row)
+    columns = min(2, len(panels))
+    figure = _figure(5.5 * columns, 3.2 * math.ceil(len(panels) / columns))
+    width = 0.4
+    for index, ((dataset, backbone, target, env), rows) in enumerate(sorted(panels.items()), 1):
+        axes = figure.add_subplot(math.ceil(len(panels) / columns), columns, index)
+        xs = range(len(rows))
+        for offset, metric, label in ((-width / 2, "acc", "test acc"), (width / 2, "worst_group_acc", "worst group")):
+            axes.bar([x + offset for x in xs], [r[metric].mean * 100 for r in rows], width,
+                     yerr=[r[metric].std * 100 for r in rows], capsize=2, label=label)
+        _ceiling(axes, rows[0].get("ceiling"))
+        axes.set_xticks(list(xs), [_row_label(r) for r in rows], rotation=30, ha="right", fontsize=7)
+        axes.set_xlim(-0.75, max(len(rows), 2) - 0.25)  # one method gets a bar pair, not the whole panel
+        axes.set(title=f"{dataset} · {backbone} · {target} · {env}", ylabel="accuracy %", ylim=(0, 100))
+        axes.title.set_fontsize(9)
+        axes.legend(fontsize=7)
+    return data_uri(figure)
+
+
+def _numeric(values: Sequence[Any]) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def sweep_plot(rows: Sequence[dict[str, Any]], key: str, title: str) -> str:
+    """Test accuracy against the swept value of ``key``: one line per setting of the other swept keys."""
+    lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        rest = ", ".join(f"{n}={v}" for n, v in row["swept"].items() if n != key)
+        lines[rest].append(row)
+    values = {json.dumps(row["swept"][key]): row["swept"][key] for row in rows}
+    numeric = _numeric(list(values.values()))
+    order = sorted(values, key=lambda text: values[text] if numeric else text)
+    position = {text: (values[text] if numeric else i) for i, text in enumerate(order)}
+    figure = _figure(4.2, 2.8)
+    axes = figure.add_subplot()
+    for rest, members in sorted(lines.items()):
+        xs = sorted(((position[json.dumps(r["swept"][key])], r) for r in members), key=lambda pair: pair[0])
+        axes.errorbar([x for x, _ in xs], [r["acc"].mean * 100 for _, r in xs],
+                      yerr=[r["acc"].std * 100 for _, r in xs], marker="o", markersize=3, capsize=2,
+                      label=rest or "test acc")
+    _ceiling(axes, rows[0].get("ceiling"))
+    if numeric and all(v > 0 for v in values.values()) and max(values.values()) / min(values.values()) >= 100:
+        axes.set_xscale("log")
+    if not numeric:
+        axes.set_xticks(list(range(len(order))), order, fontsize=7)
+    axes.set(title=title, xlabel=key, ylabel="test accuracy %", ylim=(0, 100))
+    axes.title.set_fontsize(8)
+    axes.legend(fontsize=7)
+    return data_uri(figure)

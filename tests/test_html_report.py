@@ -1,0 +1,191 @@
+"""``oodbench report --format html``: a self-contained page, checked as HTML and loaded in headless Chromium.
+
+The run is hand-made in a real SQLite store (no training): two algorithms,
+a learning-rate sweep, two seeds, two epochs of curves, one failed cell.
+"""
+
+import base64
+import shutil
+import struct
+from html.parser import HTMLParser
+
+import pytest
+
+from oodbench.cli import main
+from oodbench.matrix import Cell
+from oodbench.metrics import EnvMetrics
+from oodbench.report import render, summarize, table_rows
+from oodbench.store import Store
+from oodbench.train import CellResult, TrainingResult
+
+SPLITS = [
+    {"name": "train1", "env": "train1", "role": "train", "part": "main"},
+    {"name": "train1/holdout", "env": "train1", "role": "train", "part": "holdout"},
+    {"name": "test", "env": "test", "role": "test", "part": "main"},
+    {"name": "test/holdout", "env": "test", "role": "test", "part": "holdout"},
+]
+VERSIONS = {"dataset": ("colored_mnist", "oodbench", "0.1.0"), "algorithm": ("erm", "oodbench", "0.1.0")}
+ALGORITHMS, RATES, SEEDS = ("erm", "irm"), (1e-3, 1e-1), (0, 1)
+TRAININGS = len(ALGORITHMS) * len(RATES) * len(SEEDS)
+PNG = "data:image/png;base64,"
+
+
+def _m(acc, worst):
+    return EnvMetrics(acc, abs(acc - 0.75) * 100, worst, (acc + worst) / 2, {0: worst, 1: acc}, 100, 0.75)
+
+
+def _epoch(test_acc):
+    return {"train1": _m(0.85, 0.8), "train1/holdout": _m(0.84, 0.8), "test": _m(test_acc, test_acc / 2),
+            "test/holdout": _m(test_acc, test_acc / 2)}
+
+
+def make_run(run_dir):
+    run_dir.mkdir()
+    with Store.in_dir(run_dir) as store:
+        store.set_meta({"matrix": {"name": "html-test"}, "versions": {"oodbench": "0.1.0"}})
+        for algorithm in ALGORITHMS:
+            for lr in RATES:
+                for seed in SEEDS:
+                    cell = Cell("colored_mnist", "cnn", algorithm, "float", seed, {"epochs": 2}, {"lr": lr}, {}, {})
+                    store.plan([cell])
+                    first, last = _epoch(0.2), _epoch(0.3 + lr + seed / 100)
+                    store.record_training(TrainingResult(cell.training_key, "done", splits=SPLITS,
+                                                         curves=[first, last], stats=[{}, {}],
+                                                         selected={"val": 2, "oracle": 2}))
+                    store.record_cell(CellResult(cell.key, "done", selected={"val": 2, "oracle": 2},
+                                                 results={"val": last, "oracle": last}, splits=SPLITS), VERSIONS)
+        broken = Cell("colored_mnist", "cnn", "dann", "float", 0, {"epochs": 2}, {}, {}, {})
+        store.plan([broken])
+        store.record_cell(CellResult(broken.key, "failed", error="FloatingPointError: <loss> became nan"), VERSIONS)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    """The run and its page, written by the CLI under both selection rules."""
+    run_dir = make_run(tmp_path_factory.mktemp("html") / "run")
+    assert main(["report", str(run_dir), "--format", "html", "--selection", "val,oracle"]) == 0
+    return run_dir, run_dir / "report.html"
+
+
+class Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.rows, self.table = [], {}, None
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "table":
+            self.table = dict(attrs).get("id")
+            self.rows[self.table] = []
+        if tag == "tr":
+            self.rows[self.table].append([])
+
+    def handle_data(self, data):
+        if self.table and self.rows[self.table] and self.tags[-1][0] in ("td", "th") and data.strip():
+            self.rows[self.table][-1].append(data.strip())
+
+
+def _png_size(uri):
+    data = base64.b64decode(uri.removeprefix(PNG), validate=True)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_page_is_self_contained_with_table_plots_and_configuration(page):
+    run_dir, path = page
+    text = path.read_text()
+    tags = Tags()
+    tags.feed(text)
+    assert not [t for t, _ in tags.tags if t in ("script", "link", "iframe", "object")]
+    assert "http://" not in text and "https://" not in text
+    images = [attrs["src"] for tag, attrs in tags.tags if tag == "img"]
+    assert len(images) == 1 + len(ALGORITHMS) + TRAININGS  # bars, one sweep plot per algorithm, curves
+    assert all(src.startswith(PNG) and min(_png_size(src)) > 100 for src in images)
+    with Store.in_dir(run_dir) as store:
+        summary = [row for rule in ("val", "oracle") for row in summarize(store, rule)]
+        markdown = render(store, "markdown", ["val", "oracle"])
+    headers, rows = table_rows(summary, show_selection=True)
+    header, *body = tags.rows["leaderboard"]
+    assert header == headers and len(body) == len(summary) == 2 * len(ALGORITHMS) * len(RATES)
+    assert sorted(body) == sorted(rows)
+    assert all(f"| {row[-5]} " in markdown for row in body)  # acc % reads the same in markdown
+    assert "lr=0.001" in text and "lr=0.1" in text
+    assert "&lt;loss&gt; became nan" in text  # the failed cell, escaped
+    assert len(tags.rows["cells"]) == 1 + TRAININGS + 1 and tags.rows["plugins"][1] == [
+        "algorithm", "erm", "oodbench", "0.1.0"]
+    assert "html-test" in text and "Hyperparameter sweeps" in text
+
+
+def test_no_sweep_section_without_a_sweep(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with Store.in_dir(run_dir) as store:
+        cell = Cell("colored_mnist", "cnn", "erm", "float", 0, {"epochs": 2}, {"lr": 1e-3}, {}, {})
+        store.plan([cell])
+        store.record_training(TrainingResult(cell.training_key, "done", splits=SPLITS, curves=[_epoch(0.2)],
+                                             stats=[{}], selected={"val": 1}))
+        store.record_cell(CellResult(cell.key, "done", selected={"val": 1}, results={"val": _epoch(0.2)},
+                                     splits=SPLITS), VERSIONS)
+    out = tmp_path / "elsewhere.html"
+    assert main(["report", str(run_dir), "--format", "html", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "Hyperparameter sweeps" not in text and text.count("<img ") == 2  # bars and one curve
+    assert not (run_dir / "report.html").exists()
+
+
+# --- in a real browser ----------------------------------------------------------------------------------
+
+def _chromium():
+    binary = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    driver = shutil.which("chromedriver")
+    if not binary or not driver:
+        pytest.skip("headless Chromium not found: install the Debian packages chromium and chromium-driver "
+                    f"(`make browser`; found browser={binary}, chromedriver={driver})")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(executable_path=driver))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = _chromium()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def problems(driver, path):
+    """Console errors (level SEVERE) and images the browser could not decode, after loading ``path``."""
+    driver.get(path.as_uri())
+    severe = [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    broken = driver.execute_script(
+        "return Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt)")
+    return severe + [f"image not shown: {alt}" for alt in broken]
+
+
+def test_page_loads_in_chromium_with_its_table_and_images(page, browser):
+    from selenium.webdriver.common.by import By
+
+    _, path = page
+    assert problems(browser, path) == []
+    rows = browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr")
+    assert len(rows) == 2 * len(ALGORITHMS) * len(RATES)
+    assert rows[0].find_elements(By.TAG_NAME, "td")[0].text == "colored_mnist"
+    sizes = browser.execute_script("return Array.from(document.images).map(i => [i.naturalWidth, i.naturalHeight])")
+    assert len(sizes) == 1 + len(ALGORITHMS) + TRAININGS and all(w > 100 and h > 100 for w, h in sizes)
+
+
+def test_the_browser_check_catches_a_broken_page(tmp_path, browser):
+    bad = tmp_path / "bad.html"
+    bad.write_text('<!DOCTYPE html><html><body><img src="data:image/png;base64,AAAA" alt="corrupt">'
+                   "<script>throw new Error('boom')</script></body></html>")
+    found = problems(browser, bad)
+    assert any("boom" in message for message in found) and "image not shown: corrupt" in found
