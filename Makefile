@@ -13,11 +13,11 @@ PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
 # torch is pinned to the build this project is measured with (installs from the machine's disk here);
 # every first-party plugin distribution under plugins/ is installed beside the core; the `ray` extra lets the
-# tests run --executor ray.
+# tests run --executor ray, the `explain` extra (grad-cam) `oodbench explain`.
 $(STAMP): pyproject.toml Makefile $(PLUGINS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet -e '.[test,ray]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	$(BIN)/python -m pip install --quiet -e '.[test,ray,explain]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $(STAMP)
 
 setup: $(STAMP)

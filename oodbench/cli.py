@@ -160,6 +160,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from oodbench.explain import explain
+
+    path, cell = explain(args.run_dir, args.cell, args.out, args.n, args.selection, args.env)
+    print(f"wrote {path} (cell {cell['key'][:8]}: {cell['dataset']}/{cell['backbone']}/{cell['algorithm']}/"
+          f"{cell['target']}/seed{cell['seed']})")
+    return 0
+
+
 def cmd_leaderboard_check(args: argparse.Namespace) -> int:
     from oodbench.leaderboard import check
 
@@ -259,6 +268,17 @@ def build_parser() -> Parser:
                         help="last, val or oracle; a comma list shows them side by side")
     report.add_argument("--output", "--out", "-o", type=Path, help="write to this file instead of stdout")
     report.set_defaults(func=cmd_report)
+
+    why = sub.add_parser("explain", help="Grad-CAM maps of a trained cell's last conv layer on its test images")
+    why.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    why.add_argument("--cell", required=True, metavar="KEY|LABEL",
+                     help="a key prefix, or dataset/backbone/algorithm/target/seedN (leading parts suffice)")
+    why.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    why.add_argument("--n", type=_positive, default=16, help="images per test environment (default 16)")
+    why.add_argument("--env", action="append", default=[], metavar="NAME",
+                     help="only this test environment (repeatable; default: all)")
+    why.add_argument("--selection", default="val", choices=list(RULES), help="whose checkpoint (default val)")
+    why.set_defaults(func=cmd_explain)
 
     board = sub.add_parser("leaderboard", help="compare a run with a committed baseline, or rewrite the baseline")
     board_sub = board.add_subparsers(dest="leaderboard_command", required=True, metavar="ACTION")

@@ -10,7 +10,7 @@ A matrix is a TOML file (or a named one shipped in ``oodbench/matrices``)::
     [training]            # epochs, batch_size, holdout_fraction, train_eval_size
     epochs = 5
     [hparams.erm]         # per algorithm, backbone or target; algorithms may also set training keys
-    lr = 1e-3
+    lr = 1e-3             # an array is a sweep: lr = [1e-4, 1e-3] gives a cell per value
     [[include]]           # extra combinations, CI-matrix style
     dataset = "colored_mnist"
     backbone = "mlp"
@@ -32,7 +32,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from oodbench.errors import UsageError
 from oodbench.plugins import PluginSet
@@ -120,6 +120,25 @@ class Cell:
         return f"{self.dataset}/{self.backbone}/{self.algorithm}/{self.target}/seed{self.seed}"
 
 
+class Sweep(tuple):
+    """The values one hyperparameter slot takes, one cell each; ``origin`` names where the list was written.
+
+    Slots filled from the same origin (``--set lr=...`` reaching two
+    components) vary together; different origins are crossed. A tuple, so it
+    serialises as a JSON array wherever the matrix is recorded.
+    """
+
+    origin: str
+
+    def __new__(cls, values: Any, origin: str) -> Self:
+        sweep = super().__new__(cls, values)
+        sweep.origin = origin
+        return sweep
+
+    def __getnewargs__(self) -> tuple[tuple, str]:  # pickling (process and Ray executors) keeps the origin
+        return tuple(self), self.origin
+
+
 def parse_value(text: str) -> Any:
     """A ``--set`` value as TOML would read it (1e-3, 64, true, "x"); bare words stay strings."""
     try:
@@ -129,10 +148,15 @@ def parse_value(text: str) -> Any:
 
 
 def parse_set(item: str) -> tuple[str, Any]:
+    """``KEY=VALUE``; a VALUE that is not one TOML value but has commas is a sweep: ``lr=1e-4,1e-3`` -> a list."""
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
         raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set lr=1e-3 or --set erm.lr=1e-3")
-    return key.strip(), parse_value(value.strip())
+    value = value.strip()
+    parsed = parse_value(value)
+    if parsed == value and "," in value:  # not TOML (a quoted "a,b" or an array [1, 2] would have parsed)
+        return key.strip(), [parse_value(part.strip()) for part in value.split(",")]
+    return key.strip(), parsed
 
 
 def named_matrices() -> list[str]:
@@ -212,10 +236,24 @@ def parse_matrix(data: dict[str, Any], source: str, default_name: str = "matrix"
     return matrix
 
 
+def _sweep(value: list | tuple, where: str, check: Any) -> Sweep:
+    """A list value as a ``Sweep`` of checked elements: non-empty, flat."""
+    if not value:
+        raise UsageError(f"{where}: an empty list (a list is a sweep: give at least one value)")
+    if any(isinstance(v, (list, tuple, dict)) for v in value):
+        raise UsageError(f"{where}: a sweep's values must be single values, got {list(value)!r}")
+    return Sweep((check(v) for v in value), getattr(value, "origin", where))
+
+
 def check_value(key: str, value: Any, defaults: dict[str, Any], where: str) -> Any:
-    """``value`` if ``key`` is known and its type matches the default's (ints pass for floats)."""
+    """``value`` if ``key`` is known and its type matches the default's (ints pass for floats).
+
+    A list is a sweep: each element is checked, and a ``Sweep`` comes back.
+    """
     if key not in defaults:
         raise UsageError(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(defaults)) or 'none'})")
+    if isinstance(value, (list, tuple)):
+        return _sweep(value, where, lambda v: check_value(key, v, defaults, where))
     expected = defaults[key]
     if isinstance(expected, bool) or isinstance(value, bool):
         ok = isinstance(value, bool) and isinstance(expected, bool)
@@ -230,7 +268,9 @@ def check_value(key: str, value: Any, defaults: dict[str, Any], where: str) -> A
 
 
 def check_training(key: str, value: Any, where: str) -> Any:
-    """A training option of the right type and in its range."""
+    """A training option of the right type and in its range (every value of a sweep)."""
+    if isinstance(value, (list, tuple)):
+        return _sweep(value, where, lambda v: check_training(key, v, where))
     value = check_value(key, value, TRAINING_DEFAULTS, where)
     low, high, allowed = TRAINING_LIMITS[key]
     if not low <= value <= high or (key == "holdout_fraction" and value == 0):
@@ -298,8 +338,8 @@ def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = Non
             point = {k: combo[k] for k in AXES.values()} | {"seed": seed}
             if any(all(point[k] == v for k, v in ex.items()) for ex in matrix.exclude):
                 continue
-            cell = _resolve(point, matrix, overrides, sets, components)
-            cells.setdefault(cell.key, cell)
+            for cell in _resolve(point, matrix, overrides, sets, components):
+                cells.setdefault(cell.key, cell)
     return list(cells.values())
 
 
@@ -326,30 +366,47 @@ def _check_sets(sets: list[tuple[str, Any]], combos: list[dict], components: _Co
 
 
 def _resolve(point: dict[str, Any], matrix: Matrix, overrides: Overrides, sets: list[tuple[str, str, Any]],
-             components: _Components) -> Cell:
+             components: _Components) -> list[Cell]:
+    """The cells of one point: one, or one per combination of its swept values."""
     names = {"algorithms": point["algorithm"], "backbones": point["backbone"], "targets": point["target"]}
     training = dict(TRAINING_DEFAULTS) | matrix.training
-    sections = {kind: components.defaults(kind, name) for kind, name in names.items()}
+    declared = {kind: components.defaults(kind, name) for kind, name in names.items()}
+    sections = {kind: dict(values) for kind, values in declared.items()}
     for kind, name in names.items():
         for key, value in matrix.hparams.get(name, {}).items():
-            section, checked = _table_entry(kind, key, value, sections[kind], f"{matrix.source}: hparams.{name}.{key}")
+            section, checked = _table_entry(kind, key, value, declared[kind], f"{matrix.source}: hparams.{name}.{key}")
             (training if section == "training" else sections[kind])[key] = checked
     for scope, key, value in sorted(sets, key=lambda s: bool(s[0])):
         if scope == "training":
             training[key] = check_training(key, value, f"--set training.{key}")
             continue
         targets = [kind for kind, name in names.items() if scope in ("", name) and key in sections[kind]]
+        where = f"--set {scope}.{key}" if scope else f"--set {key}"
         for kind in targets:
-            sections[kind][key] = check_value(key, value, sections[kind], f"--set {key}")
+            sections[kind][key] = check_value(key, value, declared[kind], where)
         if key in TRAINING_DEFAULTS and (scope in ("", point["algorithm"])) and not targets:
-            training[key] = check_training(key, value, f"--set {key}")
+            training[key] = check_training(key, value, where)
     if overrides.epochs is not None:
         training["epochs"] = overrides.epochs
-    skip = _skip_reason(point, components, sections["algorithms"], sections["targets"])
-    return Cell(dataset=point["dataset"], backbone=point["backbone"], algorithm=point["algorithm"],
-                target=point["target"], seed=point["seed"], training=training,
-                algorithm_hparams=sections["algorithms"], backbone_hparams=sections["backbones"],
-                target_hparams=sections["targets"], skip_reason=skip)
+    cells = []
+    for chosen in _unswept({"training": training, **sections}):
+        skip = _skip_reason(point, components, chosen["algorithms"], chosen["targets"])
+        cells.append(Cell(dataset=point["dataset"], backbone=point["backbone"], algorithm=point["algorithm"],
+                          target=point["target"], seed=point["seed"], training=chosen["training"],
+                          algorithm_hparams=chosen["algorithms"], backbone_hparams=chosen["backbones"],
+                          target_hparams=chosen["targets"], skip_reason=skip))
+    return cells
+
+
+def _unswept(sections: dict[str, dict[str, Any]]) -> list[dict[str, dict[str, Any]]]:
+    """Every combination of the sweeps in ``sections`` (cross product over origins), as plain values."""
+    axes = {v.origin: v for values in sections.values() for v in values.values() if isinstance(v, Sweep)}
+    combinations = []
+    for picks in itertools.product(*axes.values()):
+        chosen = dict(zip(axes, picks))
+        combinations.append({name: {k: chosen[v.origin] if isinstance(v, Sweep) else v for k, v in values.items()}
+                             for name, values in sections.items()})
+    return combinations
 
 
 def _skip_reason(point: dict[str, Any], components: _Components, algorithm_hparams: dict[str, Any],

@@ -27,6 +27,7 @@ KINDS = ("datasets", "backbones", "algorithms", "targets")
 BUILTIN_PLUGINS = (
     "oodbench.builtin.spec_datasets",
     "oodbench.builtin.cnn",
+    "oodbench.builtin.lenet",
     "oodbench.builtin.mlp",
     "oodbench.builtin.erm",
     "oodbench.builtin.float_target",

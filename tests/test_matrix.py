@@ -579,3 +579,104 @@ def test_training_options_in_an_unselected_algorithms_table_are_range_checked(pl
         pytest.skip("oodbench-methods is not installed")
     with pytest.raises(UsageError, match=r"hparams\.bi_loss\.batch_size: 0 is out of range"):
         expand(m, plugins)
+
+
+# --- sweeps -------------------------------------------------------------------------------------------
+
+class HiddenTarget:
+    """A target declaring ``hidden``, as the cnn backbone does, so one ``--set hidden`` reaches both."""
+
+    name = "hidden_target"
+    defaults = {"hidden": 1}
+
+    def __init__(self, **hparams: Any) -> None:
+        self.hparams = hparams
+
+    def supports(self, backbone_name: str) -> bool:
+        return True
+
+    def deploy(self, network, calibration, seed):
+        return network
+
+
+@pytest.mark.parametrize("item, value", [
+    ("lr=1e-4,1e-3,1e-2", [1e-4, 1e-3, 1e-2]), ("batch_size=32, 64", [32, 64]), ("mode=batch,online", ["batch", "online"]),
+    ("lr=[1e-4, 1e-3]", [1e-4, 1e-3]), ('mode="a,b"', "a,b"), ("lr=1e-3", 1e-3),
+])
+def test_a_comma_list_on_the_command_line_is_a_sweep(item, value):
+    assert parse_set(item)[1] == value
+
+
+def test_swept_values_give_one_cell_each_and_two_sweeps_cross(plugins):
+    cells = expand(matrix(), plugins, Overrides(sets=[parse_set("lr=1e-4,1e-3,1e-2"),
+                                                      parse_set("batch_size=32,64")]))
+    points = {(c.algorithm_hparams["lr"], c.training["batch_size"]) for c in cells}
+    assert points == set(itertools.product([1e-4, 1e-3, 1e-2], [32, 64])) and len(cells) == 6
+    assert len({c.training_key for c in cells}) == 6
+
+
+def test_the_report_labels_each_swept_cell_by_what_differs(plugins):
+    from oodbench.report import swept_hparams, variant_label
+
+    cells = expand(matrix(seeds=[0, 1]), plugins, Overrides(sets=[parse_set("lr=1e-3,1e-2")]))
+    rows = {c.key: {"dataset": c.dataset, "backbone": c.backbone, "algorithm": c.algorithm, "target": c.target,
+                    "hparams": c.hparams()} for c in cells}
+    labels = {(c.seed, variant_label(swept_hparams(rows)[c.key])) for c in cells}
+    assert labels == {(s, f"lr={v}") for s in (0, 1) for v in (0.001, 0.01)}
+
+
+def test_arrays_in_matrix_files_are_sweeps(plugins, tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text('datasets = ["colored_mnist"]\nbackbones = ["cnn"]\nalgorithms = ["erm"]\n'
+                    "[training]\nbatch_size = [32, 64]\n[hparams.erm]\nlr = [1e-4, 1e-3]\nepochs = [1, 2]\n"
+                    "[hparams.cnn]\nwidth = [8]\n")
+    cells = expand(load_matrix(str(path)), plugins)
+    assert len(cells) == 8 and {c.backbone_hparams["width"] for c in cells} == {8}
+    assert {(c.training["batch_size"], c.algorithm_hparams["lr"], c.training["epochs"]) for c in cells} == set(
+        itertools.product([32, 64], [1e-4, 1e-3], [1, 2]))
+
+
+def test_a_later_single_value_replaces_a_sweep(plugins):
+    cells = expand(matrix(hparams={"erm": {"lr": [1e-4, 1e-3]}}), plugins, Overrides(sets=[("lr", 0.5)]))
+    assert [c.algorithm_hparams["lr"] for c in cells] == [0.5]
+
+
+def test_one_set_reaching_two_components_varies_them_together(plugins):
+    with temporary_plugin(plugins, "hidden-target", Provides("targets", HiddenTarget)):
+        cells = expand(matrix(targets=["hidden_target"]), plugins, Overrides(sets=[parse_set("hidden=8,16")]))
+    assert sorted((c.backbone_hparams["hidden"], c.target_hparams["hidden"]) for c in cells) == [(8, 8), (16, 16)]
+
+
+@pytest.mark.parametrize("source, fragment", [
+    ({"sets": [("lr", [1e-3, "x"])]}, "--set lr: expected float like 0.001, got 'x'"),
+    ({"sets": [("batch_size", [64, 0])]}, "--set batch_size: 0 is out of range"),
+    ({"sets": [("lr", [])]}, "--set lr: an empty list"),
+    ({"sets": [("lr", [[1e-3]])]}, "--set lr: a sweep's values must be single values"),
+    ({"hparams": {"erm": {"lr": [1e-3, True]}}}, f"{SOURCE}: hparams.erm.lr: expected float"),
+    ({"hparams": {"cnn": {"width": [8, 1.5]}}}, f"{SOURCE}: hparams.cnn.width: expected int"),
+])
+def test_every_value_of_a_sweep_is_checked(plugins, source, fragment):
+    with pytest.raises(UsageError) as info:
+        expand(matrix(hparams=source.get("hparams", {})), plugins, Overrides(sets=source.get("sets", [])))
+    assert str(info.value).startswith(fragment) and "\n" not in str(info.value)
+
+
+def test_a_training_array_in_a_file_is_checked_on_parsing():
+    with pytest.raises(UsageError, match=rf"^{SOURCE}: training.epochs: 0 is out of range"):
+        matrix(training={"epochs": [1, 0]})
+
+
+@pytest.mark.slow
+def test_a_swept_run_reports_a_row_per_value_and_plots_the_sweep(tmp_path, capsys):
+    from oodbench.cli import main
+
+    run = tmp_path / "run"
+    assert main(["run", "-d", "colored_mnist", "-b", "mlp", "-a", "erm", "--epochs", "1", "--set", "lr=1e-3,1e-2",
+                 "--set", "batch_size=1024", "--set", "train_eval_size=200", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(run), "--format", "markdown"]) == 0
+    table = capsys.readouterr().out
+    assert "| hparams" in table and "lr=0.001" in table and "lr=0.01" in table
+    assert main(["report", str(run), "--format", "html"]) == 0
+    page = (run / "report.html").read_text()
+    assert "Hyperparameter sweeps" in page and "test accuracy against lr" in page

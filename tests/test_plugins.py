@@ -12,7 +12,7 @@ from oodbench.api import Algorithm
 from oodbench.plugins import BUILTIN_PLUGINS, KINDS, LOAD_PLUGINS_ENV, PluginRecord, get_plugins, load_plugins
 
 SHIPPED_SPECS = {p.stem for p in (Path(__file__).parents[1] / "datasets_spec").glob("*.toml")}
-BUILTIN_NAMES = {"datasets": SHIPPED_SPECS, "backbones": {"cnn", "mlp"}, "algorithms": {"erm"},
+BUILTIN_NAMES = {"datasets": SHIPPED_SPECS, "backbones": {"cnn", "lenet", "mlp"}, "algorithms": {"erm"},
                  "targets": {"float"}}
 
 

@@ -77,7 +77,7 @@ BAD = {
     "too-long": (["new-plugin", "a" * 41], [r"at most 40"]),
     "taken-algorithm": (["new-plugin", "erm"], [r"NAME 'erm'", r"already a registered algorithm", r"oodbench",
                                                 r"taken: erm"]),
-    "taken-backbone": (["new-plugin", "cnn", "--kind", "backbone"], [r"registered backbone", r"taken: cnn, mlp"]),
+    "taken-backbone": (["new-plugin", "cnn", "--kind", "backbone"], [r"registered backbone", r"taken: cnn, lenet, mlp"]),
     "installed-distribution": (["new-plugin", "methods"], [r"NAME 'methods'", r"oodbench-methods \S+ is already in"]),
     "dir-is-a-file": (["new-plugin", "fine", "--dir", "{tmp}/file"], [r"--dir .*file", r"not a directory"]),
     "existing-project": (["new-plugin", "fine", "--dir", "{tmp}"], [r"oodbench-fine already exists",

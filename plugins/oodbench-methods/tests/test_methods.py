@@ -12,12 +12,13 @@ from oodbench_methods.group_dro import GroupDRO
 from oodbench_methods.irm import IRM
 from oodbench_methods.rsc import RSC
 from oodbench_methods.rsc_plus import RSCPlus
+from oodbench_methods.vae_irm import VAEIRM
 from oodbench_methods.vrex import VREx
 from toys import TinyConv, batch, task
 
-METHODS = [GroupDRO, DANN, IRM, CNC, RSC, RSCPlus, VREx]
+METHODS = [GroupDRO, DANN, IRM, CNC, RSC, RSCPlus, VREx, VAEIRM]
 REQUIRES = {"group_dro": {"group"}, "dann": {"source"}, "irm": {"env"}, "cnc": set(), "rsc": set(),
-            "rsc_plus": set(), "vrex": {"env"}}
+            "rsc_plus": set(), "vrex": {"env"}, "vae_irm": {"env"}}
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)

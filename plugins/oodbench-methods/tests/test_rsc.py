@@ -85,3 +85,33 @@ def test_irm_weight_adds_the_penalty_and_the_need_for_environments():
     algo = RSC(TinyConv, task(), dict(RSC.defaults, irm_weight=2.0))
     stats = algo.update([batch(8, 0, 1), batch(8, 1, 2)])
     assert "penalty" in stats
+
+
+def test_rsc_plus_irm_is_cross_entropy_plus_the_irm_penalty_per_environment():
+    """Seed 001 §4.5's IRM+RSC: the penalty ``irm`` uses, on the challenged logits, weighted by irm_weight.
+
+    With batch_pct = 0 nothing is muted, so the challenged logits are the plain ones and the loss can be
+    computed independently.
+    """
+    import torch.nn.functional as F
+
+    from oodbench_methods.penalties import irm_penalty
+
+    torch.manual_seed(0)
+    algo = RSC(TinyConv, task(), dict(RSC.defaults, batch_pct=0.0, irm_weight=3.0))
+    batches = [batch(8, 0, 1), batch(6, 1, 2)]
+    logits = [algo.model(b.x) for b in batches]
+    cross_entropy = F.cross_entropy(torch.cat(logits), torch.cat([b.y for b in batches]))
+    penalty = sum(irm_penalty(z, b.y) for z, b in zip(logits, batches)) / 2
+    stats = algo.update(batches)
+    assert stats["penalty"] == pytest.approx(penalty.item(), rel=1e-5, abs=1e-8)
+    assert stats["loss"] == pytest.approx(cross_entropy.item() + 3.0 * penalty.item(), rel=1e-5)
+
+
+def test_rsc_accepts_the_lenet_backbone():
+    from oodbench.api import Task
+    from oodbench.builtin.lenet import LeNet
+
+    rgb = Task("rgb", (3, 28, 28), 2, ("e0",), "color", ("red", "green"))
+    algo = RSC(lambda: LeNet((3, 28, 28), 2), rgb, dict(RSC.defaults))
+    assert algo.feature_map(torch.rand(2, 3, 28, 28)).shape == (2, 16, 5, 5)
