@@ -17,6 +17,7 @@ PLUGINS := $(wildcard plugins/*/pyproject.toml)
 $(STAMP): pyproject.toml Makefile $(PLUGINS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	bash plugins/oodbench-memristor/install-memtorch.sh $(BIN)/python  # memtorch (GPL-3.0), compiled against torch
 	$(BIN)/python -m pip install --quiet -e '.[test,ray,explain]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $(STAMP)
 
