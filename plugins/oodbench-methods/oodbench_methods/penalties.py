@@ -63,7 +63,11 @@ class AnnealedPenalty(SingleModel):
     push towards the trivial invariant predictor. Dividing by lambda keeps the
     loss scale bounded as lambda grows, so Adam's running moments stay
     meaningful; at the ``step`` jump the balance of the two terms changes at
-    once, so Adam is restarted with fresh moments there. The step count is a
+    once, so Adam is restarted with fresh moments there. Adam's
+    ``weight_decay`` is an L2 term of the loss, so it is divided by the same
+    max(lambda, 1), as the IRM paper's code divides its L2 term: left whole,
+    it would outweigh the divided risk lambda-fold after the jump and shrink
+    the network to a constant predictor. The step count is a
     buffer, so a checkpoint carries it.
     """
 
@@ -84,6 +88,8 @@ class AnnealedPenalty(SingleModel):
         if self.hparams["schedule"] == "step" and step == self.hparams["anneal_steps"] and step > 0:
             self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.hparams["lr"],
                                               weight_decay=self.hparams["weight_decay"])
+        for group in self.optimizer.param_groups:
+            group["weight_decay"] = self.hparams["weight_decay"] / max(weight, 1.0)
         self.steps += 1
         risk, penalty = self.risk_and_penalty(batches)
         loss = (risk + weight * penalty) / max(weight, 1.0)

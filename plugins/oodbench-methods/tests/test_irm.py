@@ -92,3 +92,12 @@ def test_risk_is_the_mean_of_the_environments_risks():
 def test_unknown_schedule_is_refused():
     with pytest.raises(ValueError, match="schedule"):
         IRM(TinyConv, task(), dict(IRM.defaults, schedule="linear"))
+
+
+def test_weight_decay_is_divided_by_lambda_like_the_risk():
+    algo = IRM(TinyConv, task(), dict(IRM.defaults, anneal_steps=1, penalty_weight=100.0, weight_decay=0.5))
+    batches = [batch(8, 0, 1), batch(8, 1, 2)]
+    algo.update(batches)
+    assert [g["weight_decay"] for g in algo.optimizer.param_groups] == [0.5]
+    algo.update(batches)
+    assert [g["weight_decay"] for g in algo.optimizer.param_groups] == [pytest.approx(0.005)]
