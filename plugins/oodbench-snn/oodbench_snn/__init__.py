@@ -1,0 +1,1 @@
+"""First-party spiking backbones for oodbench, built on snntorch; each registering module is an entry point."""
