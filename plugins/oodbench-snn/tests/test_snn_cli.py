@@ -8,68 +8,17 @@ from oodbench.cli import main
 from oodbench.data.catalog import PATH_ENV
 from oodbench.plugins import reset_plugins
 from oodbench.store import Store
+from oodbench.testing import write_small_colored_mnist
 
 pytestmark = pytest.mark.slow
-
-# colored_mnist's construction on 500 images per environment, so an epoch takes seconds, not minutes
-SMALL_COLORED_MNIST = """
-description = "colored_mnist, 500 images per environment: a quick end-to-end run"
-images = "train"
-size = 28
-layout = "red_green"
-swap_channels = [1, 0]
-
-[label]
-threshold = 5
-positive = "above"
-noise = 0.25
-
-[attribute]
-name = "color"
-values = ["red", "green"]
-render = "digit"
-background = "black"
-
-[[environments]]
-name = "train1"
-role = "train"
-start = 0
-stop = 500
-attribute = { relation = "label", flip = 0.2 }
-
-[[environments]]
-name = "train2"
-role = "train"
-start = 500
-stop = 1_000
-attribute = { relation = "label", flip = 0.1 }
-
-[[environments]]
-name = "test"
-role = "test"
-start = 40_000
-stop = 40_500
-attribute = { relation = "label", flip = 0.9 }
-
-[[environments]]
-name = "source"
-role = "source"
-start = 0
-stop = 1_000
-noise = 0.0
-transforms = ["grayscale"]
-attribute = { relation = "uniform" }
-"""
 
 
 @pytest.fixture
 def small_dataset(tmp_path, monkeypatch):
-    directory = tmp_path / "specs"
-    directory.mkdir()
-    (directory / "snn_smoke.toml").write_text(SMALL_COLORED_MNIST)
-    monkeypatch.setenv(PATH_ENV, str(directory))
+    name = write_small_colored_mnist(tmp_path / "specs", "snn_smoke")
+    monkeypatch.setenv(PATH_ENV, str(tmp_path / "specs"))
     reset_plugins()
-    yield "snn_smoke"
+    yield name
     reset_plugins()
 
 
