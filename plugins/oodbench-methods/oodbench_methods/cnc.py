@@ -14,7 +14,6 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from oodbench import hookimpl
 from oodbench.api import Batch, Environment, SingleModel, pooled

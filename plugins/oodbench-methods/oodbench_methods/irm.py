@@ -14,7 +14,12 @@ import torch.nn.functional as F
 
 from oodbench import hookimpl
 from oodbench.api import Batch, pooled
-from oodbench_methods.penalties import ESTIMATES, AnnealedPenalty, env_slices, irm_penalty
+from oodbench_methods.penalties import (
+    ESTIMATES,
+    AnnealedPenalty,
+    env_slices,
+    irm_penalty,
+)
 
 
 class IRM(AnnealedPenalty):
