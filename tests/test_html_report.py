@@ -10,6 +10,7 @@ import struct
 from html.parser import HTMLParser
 
 import pytest
+from store_support import SPLITS, VERSIONS
 
 from oodbench.cli import main
 from oodbench.matrix import Cell
@@ -18,13 +19,6 @@ from oodbench.report import render, summarize, table_rows
 from oodbench.store import Store
 from oodbench.train import CellResult, TrainingResult
 
-SPLITS = [
-    {"name": "train1", "env": "train1", "role": "train", "part": "main"},
-    {"name": "train1/holdout", "env": "train1", "role": "train", "part": "holdout"},
-    {"name": "test", "env": "test", "role": "test", "part": "main"},
-    {"name": "test/holdout", "env": "test", "role": "test", "part": "holdout"},
-]
-VERSIONS = {"dataset": ("colored_mnist", "oodbench", "0.1.0"), "algorithm": ("erm", "oodbench", "0.1.0")}
 ALGORITHMS, RATES, SEEDS = ("erm", "irm"), (1e-3, 1e-1), (0, 1)
 TRAININGS = len(ALGORITHMS) * len(RATES) * len(SEEDS)
 PNG = "data:image/png;base64,"

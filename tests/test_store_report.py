@@ -5,20 +5,13 @@ import sqlite3
 import statistics
 
 import pytest
+from store_support import SPLITS, VERSIONS
 
 from oodbench.matrix import Cell
 from oodbench.metrics import EnvMetrics
 from oodbench.report import render, summarize
 from oodbench.store import Store
 from oodbench.train import CellResult, TrainingResult
-
-SPLITS = [
-    {"name": "train1", "env": "train1", "role": "train", "part": "main"},
-    {"name": "train1/holdout", "env": "train1", "role": "train", "part": "holdout"},
-    {"name": "test", "env": "test", "role": "test", "part": "main"},
-    {"name": "test/holdout", "env": "test", "role": "test", "part": "holdout"},
-]
-VERSIONS = {"dataset": ("colored_mnist", "oodbench", "0.1.0"), "algorithm": ("erm", "oodbench", "0.1.0")}
 
 
 def _m(acc, worst=None):
