@@ -284,8 +284,10 @@ def build_parser() -> Parser:
     board_sub = board.add_subparsers(dest="leaderboard_command", required=True, metavar="ACTION")
     check = board_sub.add_parser("check", help="exit 1 when a metric regressed beyond tolerance or an entry is missing")
     update = board_sub.add_parser("update", help="rewrite the baseline from a run")
+    check.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    update.add_argument("run_dir", type=Path, nargs="+", metavar="RUN_DIR",
+                        help="a run; several: replicate runs of one matrix, merged (mean, and their spread as std)")
     for action, func in ((check, cmd_leaderboard_check), (update, cmd_leaderboard_update)):
-        action.add_argument("run_dir", type=Path, metavar="RUN_DIR")
         action.add_argument("--baseline", type=Path, required=True, metavar="FILE", help="the baseline JSON file")
         action.add_argument("--tolerance", type=_percentage_points, metavar="PP",
                             help="allowed drop in percentage points before seed noise (default: the baseline's, 2)")

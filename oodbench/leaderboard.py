@@ -35,7 +35,8 @@ TRACKED = ("acc", "worst_group_acc", "gap")
 KEY = (*IDENTITY, "hparams", "env")
 DEFAULT_TOLERANCE_PP = 2.0
 STD_FACTOR = 2.0
-"""A move counts only beyond max(tolerance, STD_FACTOR x the seed std of either run)."""
+"""A move counts only beyond max(tolerance, STD_FACTOR x the std of either side: over seeds, and for a baseline
+also over its replicate runs)."""
 SHOWN_PP = 0.05
 """Changes smaller than this (rounding) are not listed as moves."""
 FAILING = ("regressed", "missing")
@@ -96,25 +97,70 @@ def _kept_tolerance(baseline: Path) -> float:
         return DEFAULT_TOLERANCE_PP
 
 
-def update(run_dir: Path, baseline: Path, selection: str = "val", tolerance_pp: float | None = None) -> str:
-    """Rewrite ``baseline`` from the run; the tolerance floor of an existing baseline is kept unless given."""
+def _replicate_spread(values: list[float]) -> float:
+    """Sample std of one metric over replicate runs (0 for a single run)."""
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _merge(runs: dict[Path, list[dict[str, Any]]], tolerance_pp: float) -> list[dict[str, Any]]:
+    """One entry per row over replicate runs of the same matrix: the mean value, and as std the larger of the
+    seed std and the spread between runs, so a cell whose numbers move with the thread count or the machine
+    gets the tolerance it needs."""
+    merged: dict[tuple, list[tuple[Path, dict[str, Any]]]] = defaultdict(list)
+    for run_dir, rows in runs.items():
+        for row in rows:
+            merged[tuple(row[k] for k in KEY)].append((run_dir, row))
+    out = []
+    for members in merged.values():
+        (base_dir, base), *others = members
+        for run_dir, other in others:
+            reason = _incomparable(base, other)
+            if reason:
+                raise UsageError(f"{run_dir}: {_label(other)} is not a replicate of {base_dir} ({reason})")
+        entry = {k: v for k, v in base.items() if k != "metrics"} | {"runs": len(members), "metrics": {}}
+        for metric, first in base["metrics"].items():
+            values = [row["metrics"][metric]["value"] for _, row in members]
+            std = max(_replicate_spread(values), *(row["metrics"][metric]["std"] for _, row in members))
+            entry["metrics"][metric] = first | {
+                "value": round(sum(values) / len(values), 4), "std": round(std, 4),
+                "tolerance": round(max(tolerance_pp, STD_FACTOR * std), 4)}
+        out.append(entry)
+    return out
+
+
+def update(run_dirs: Path | list[Path], baseline: Path, selection: str = "val",
+           tolerance_pp: float | None = None) -> str:
+    """Rewrite ``baseline`` from a run, or from replicate runs of one matrix (merged by ``_merge``); the
+    tolerance floor of an existing baseline is kept unless given."""
     if selection not in RULES:
         raise UsageError(f"--selection {selection!r}: unknown (allowed: {', '.join(RULES)})")
     if tolerance_pp is None:
         tolerance_pp = _kept_tolerance(baseline)
-    with open_store(run_dir) as store:
-        rows = entries(store, selection, tolerance_pp)
-        meta, failed = store.meta(), store.cells("failed")
+    run_dirs = [run_dirs] if isinstance(run_dirs, Path) else list(run_dirs)
+    runs, failed = {}, []
+    for run_dir in run_dirs:
+        with open_store(run_dir) as store:
+            runs[run_dir] = entries(store, selection, tolerance_pp)
+            failed += store.cells("failed")
+            if run_dir == run_dirs[0]:
+                meta = store.meta()
+    rows = _merge(runs, tolerance_pp)
     if not rows:
-        raise UsageError(f"{run_dir}: no finished cells to record in {baseline}")
+        raise UsageError(f"{run_dirs[0]}: no finished cells to record in {baseline}")
     data = {"schema": SCHEMA, "selection": selection, "tolerance_pp": tolerance_pp,
             "run": {k: meta.get(k) for k in ("argv", "created_at", "versions")} | {
                 "matrix": (meta.get("matrix") or {}).get("name")},
+            "replicates": [str(d) for d in run_dirs],
             "entries": rows}
     baseline.parent.mkdir(parents=True, exist_ok=True)
     baseline.write_text(json.dumps(data, indent=2) + "\n")
     note = f"; {len(failed)} failed cell(s) not recorded" if failed else ""
-    return f"wrote {baseline}: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'} under selection {selection}{note}"
+    over = f" over {len(run_dirs)} replicate runs" if len(run_dirs) > 1 else ""
+    return (f"wrote {baseline}: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'} under selection {selection}"
+            f"{over}{note}")
 
 
 def _fail(path: Path, where: str, problem: str) -> UsageError:
@@ -255,7 +301,7 @@ def check(run_dir: Path, baseline: Path, tolerance_pp: float | None = None) -> C
               for status in ("regressed", "missing", "improved", "ok", "not comparable", "new")}
     shown = [m.row() for m in moves if m.moved()]
     lines = [(f"leaderboard check of {run_dir} against {baseline} (selection {data['selection']}; "
-              f"values in % and pp; allowed = max(tolerance, {STD_FACTOR:g} x seed std))")]
+              f"values in % and pp; allowed = max(tolerance, {STD_FACTOR:g} x std over seeds and replicate runs))")]
     if shown:
         lines += ["", tabulate(shown, headers=["entry", "metric", "baseline", "run", "change", "allowed", "status",
                                                "note"], disable_numparse=True)]

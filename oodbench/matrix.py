@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from oodbench.errors import UsageError
-from oodbench.plugins import PluginSet
+from oodbench.plugins import PluginSet, normalize_dist
 
 DEFAULT_MATRIX = "quick"
 AXES = {"datasets": "dataset", "backbones": "backbone", "algorithms": "algorithm", "targets": "target"}
@@ -46,7 +46,7 @@ TRAINING_LIMITS: dict[str, tuple[float, float, str]] = {
     "holdout_fraction": (0.0, 0.5, "in (0, 0.5]: the held-out part feeds 'val' and 'oracle' selection"),
     "train_eval_size": (0, float("inf"), "0 (all) or more"),
 }
-TOP_LEVEL_KEYS = ("name", "description", *AXES, "seeds", "training", "hparams", "include", "exclude")
+TOP_LEVEL_KEYS = ("name", "description", "requires", *AXES, "seeds", "training", "hparams", "include", "exclude")
 INCLUDE_KEYS = ("dataset", "backbone", "algorithm", "target", "seeds")
 EXCLUDE_KEYS = ("dataset", "backbone", "algorithm", "target", "seed")
 
@@ -58,6 +58,7 @@ class Matrix:
     name: str
     source: str
     description: str = ""
+    requires: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
     backbones: list[str] = field(default_factory=list)
     algorithms: list[str] = field(default_factory=list)
@@ -69,7 +70,7 @@ class Matrix:
     exclude: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("name", "source", "description", *AXES, "seeds", "training",
+        return {k: getattr(self, k) for k in ("name", "source", "description", "requires", *AXES, "seeds", "training",
                                                 "hparams", "include", "exclude")}
 
 
@@ -211,7 +212,7 @@ def parse_matrix(data: dict[str, Any], source: str, default_name: str = "matrix"
             raise UsageError(f"{source}: unknown field {key!r} (allowed: {', '.join(TOP_LEVEL_KEYS)})")
     matrix = Matrix(name=str(data.get("name", default_name)), source=source,
                     description=str(data.get("description", "")))
-    for key in AXES:
+    for key in ("requires", *AXES):
         if key in data:
             setattr(matrix, key, _names(data[key], source, key))
     if "seeds" in data:
@@ -303,9 +304,20 @@ class _Components:
         return [k for k in ("algorithms", "backbones", "targets") if name in self.plugins.registry(k)]
 
 
+def _check_requires(matrix: Matrix, plugins: PluginSet) -> None:
+    """A matrix built on plugin distributions says so, and their absence is one clear line, not an unknown name."""
+    loaded = {normalize_dist(r.dist) for r in plugins.records.values() if r.loaded}
+    missing = [d for d in matrix.requires if normalize_dist(d) not in loaded]
+    if missing:
+        raise UsageError(f"{matrix.source}: requires plugin distribution(s) {', '.join(missing)}, not installed "
+                         f"or not loaded (`make setup` installs the first-party ones from plugins/; "
+                         f"`oodbench plugins` lists what is loaded)")
+
+
 def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = None) -> list[Cell]:
     """Every cell of the matrix after filters, include/exclude and hyperparameter resolution."""
     overrides = overrides or Overrides()
+    _check_requires(matrix, plugins)
     components = _Components(plugins)
     axes = {axis: list(getattr(matrix, axis)) for axis in AXES}
     for axis, names in overrides.filters.items():

@@ -170,18 +170,25 @@ FILES = {
 }
 
 
+FIRST_PARTY = "oodbench-methods,oodbench-snn,oodbench-memristor"
+"""The distributions under plugins/, which the named matrices need; other installed plugins stay out of the
+messages."""
+
+
 @dataclass(frozen=True)
 class Case:
     args: tuple[str, ...]
     patterns: tuple[str, ...]  # regexes, each must match the message; {dir} is the case's directory
     out: bool = True  # give the run its own --out, to check that nothing was stored
+    load: str = FIRST_PARTY  # OODBENCH_LOAD_PLUGINS for the case
 
 
 CASES = {
     "unknown-algorithm": Case(("run", "-a", "ermm"),
                               (r"--algorithm", r"'ermm'", r"did you mean 'erm'\?", r"allowed: .*\berm\b")),
     "unknown-dataset": Case(("run", "-d", "fashion"), (r"--dataset", r"'fashion'", r"allowed: .*\bcolored_mnist\b")),
-    "unknown-target": Case(("run", "--target", "memristor"), (r"--target", r"'memristor'", r"allowed: .*\bfloat\b")),
+    "unknown-target": Case(("run", "--target", "memristr"), (r"--target", r"'memristr'", r"did you mean 'memristor'\?",
+                                                           r"allowed: .*\bfloat\b")),
     "unknown-backbone": Case(("run", "-b", "cnm"), (r"'cnm'", r"did you mean 'cnn'\?", r"allowed: .*\bmlp\b")),
     "unknown-named-matrix": Case(("run", "--matrix", "seed-tabel"), (r"'seed-tabel'", r"named: .*\bquick\b")),
     "missing-matrix-file": Case(("run", "--matrix", "{dir}/absent.toml"), (r"absent\.toml", r"no such file")),
@@ -194,6 +201,8 @@ CASES = {
                                  (r"include\.toml", r"include\[0\]", r"lacks backbone, target")),
     "unknown-hparam": Case(("run", "--matrix", "{dir}/hparams.toml"),
                            (r"hparams\.toml", r"hparams\.erm\.lrr", r"unknown key 'lrr'", r"allowed: .*\blr\b")),
+    "matrix-requires-missing": Case(("run",), (r"quick \(built in\)", r"requires plugin distribution",
+                                             r"oodbench-methods, oodbench-snn, oodbench-memristor"), load=""),
     "set-without-equals": Case(("run", "--set", "lr"), (r"--set 'lr'", r"KEY=VALUE")),
     "set-unknown-key": Case(("run", "--set", "momentum=0.9"),
                             (r"--set momentum", r"allowed: .*\berm\.lr\b", r"\bbatch_size\b")),
@@ -235,8 +244,7 @@ def bad_input_results(tmp_path_factory):
         args = [a.replace("{dir}", str(case_dir)) for a in case.args]
         if case.out:
             args += ["--out", str(case_dir / "out")]
-        # OODBENCH_LOAD_PLUGINS="" keeps third-party plugins installed alongside out of these messages
-        env = base_env(case_dir / "data", **{LOAD_PLUGINS_ENV: ""})
+        env = base_env(case_dir / "data", **{LOAD_PLUGINS_ENV: case.load})
         jobs[name] = (args, env, case_dir)
     listings = {name: sorted(p.name for p in (d / "existing").iterdir()) for name, (_, _, d) in jobs.items()}
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:

@@ -154,6 +154,40 @@ def test_a_missing_entry_fails_and_a_new_one_is_listed(recorded, tmp_path, capsy
     assert code == 0 and "3 new" in out
 
 
+@pytest.mark.slow
+def test_replicate_runs_merge_into_mean_and_spread(recorded, tmp_path, capsys):
+    """A baseline from two replicate runs records their mean and spread; a run on either side of that spread
+    passes, where a baseline from one of them alone would call the other a regression."""
+    run_dir, _ = recorded
+    low = _copy(run_dir, tmp_path)
+    _sql(low, "UPDATE results SET acc = acc - 0.05, gap = abs(acc - 0.05 - ceiling) * 100 "
+              "WHERE split = 'test' AND selection = 'val'")
+    merged, single = tmp_path / "merged.json", tmp_path / "single.json"
+    assert main(["leaderboard", "update", str(run_dir), str(low), "--baseline", str(merged)]) == 0
+    assert "over 2 replicate runs" in capsys.readouterr().out
+    (entry,) = load(merged)["entries"]
+    high_acc = load(recorded[1])["entries"][0]["metrics"]["acc"]["value"]
+    acc = entry["metrics"]["acc"]
+    assert entry["runs"] == 2 and acc["value"] == pytest.approx(high_acc - 2.5, abs=1e-3)
+    assert acc["std"] == pytest.approx(5 / 2 ** 0.5, abs=1e-3) and acc["tolerance"] == pytest.approx(2 * acc["std"], abs=1e-3)
+    assert entry["metrics"]["worst_group_acc"]["std"] == 0 and entry["metrics"]["worst_group_acc"]["tolerance"] == 2
+    assert _check(capsys, low, merged)[0] == 0 and _check(capsys, run_dir, merged)[0] == 0
+    assert main(["leaderboard", "update", str(run_dir), "--baseline", str(single)]) == 0
+    assert _check(capsys, low, single)[0] == 1
+
+
+@pytest.mark.slow
+def test_a_run_of_another_configuration_is_not_a_replicate(recorded, tmp_path, capsys):
+    run_dir, _ = recorded
+    other = _copy(run_dir, tmp_path)
+    _sql(other, "UPDATE plugins SET version = '9.9.9' WHERE kind = 'algorithm'")
+    capsys.readouterr()
+    assert main(["leaderboard", "update", str(run_dir), str(other), "--baseline", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "is not a replicate of" in err and "9.9.9" in err and str(other) in err
+    assert not (tmp_path / "b.json").exists()
+
+
 def _bad(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)

@@ -147,11 +147,15 @@ def test_the_shipped_quick_matrix_loads_and_expands(plugins):
     cells = expand(quick, plugins)
     expected = set(itertools.product(shipped["datasets"], shipped["backbones"], shipped["algorithms"],
                                      shipped["targets"], shipped["seeds"]))
+    expected |= {(i["dataset"], i["backbone"], i["algorithm"], i["target"], seed)
+                 for i in shipped["include"] for seed in shipped["seeds"]}
     assert combos(cells) == expected and len(cells) == len(expected)
+    assert {c.backbone for c in cells} >= {"cnn", "snn"} and {c.target for c in cells} > {"float", "memristor"}
     for cell in cells:
         assert cell.skip_reason is None
         assert cell.training == TRAINING_DEFAULTS | shipped["training"]
-        assert cell.algorithm_hparams == defaults(plugins, "algorithms", cell.algorithm)
+        own = shipped.get("hparams", {}).get(cell.algorithm, {})
+        assert cell.algorithm_hparams == defaults(plugins, "algorithms", cell.algorithm) | own
         assert cell.backbone_hparams == defaults(plugins, "backbones", cell.backbone)
         assert cell.hparams()["training"] is cell.training
         assert cell.label() == f"{cell.dataset}/{cell.backbone}/{cell.algorithm}/{cell.target}/seed{cell.seed}"
@@ -505,7 +509,7 @@ def test_parse_set():
 
 @pytest.mark.parametrize("text, fragment", [
     ("datasets = [", "not valid TOML"),
-    ("colour = 1", "unknown field 'colour' (allowed: name, description, datasets"),
+    ("colour = 1", "unknown field 'colour' (allowed: name, description, requires, datasets"),
     ('seeds = "0"', "field 'seeds' must be a non-empty list of integers"),
     ("seeds = []", "field 'seeds' must be a non-empty list of integers"),
     ("seeds = [true]", "field 'seeds' must be a non-empty list of integers"),
@@ -680,3 +684,14 @@ def test_a_swept_run_reports_a_row_per_value_and_plots_the_sweep(tmp_path, capsy
     assert main(["report", str(run), "--format", "html"]) == 0
     page = (run / "report.html").read_text()
     assert "Hyperparameter sweeps" in page and "test accuracy against lr" in page
+
+
+def test_requires_names_a_missing_distribution_before_any_unknown_name(plugins):
+    base = {"datasets": ["colored_mnist"], "backbones": ["cnn"], "algorithms": ["erm"]}
+    assert expand(parse_matrix(base | {"requires": ["oodbench"]}, "ok.toml"), plugins)
+    with pytest.raises(UsageError, match=r"^need\.toml: requires plugin distribution\(s\) oodbench-nowhere, "
+                                         r"not installed or not loaded"):
+        expand(parse_matrix(base | {"requires": ["oodbench", "oodbench-nowhere"], "algorithms": ["nowhere"]},
+                            "need.toml"), plugins)
+    with pytest.raises(UsageError, match=r"bad\.toml: field 'requires' must be a list of names"):
+        parse_matrix(base | {"requires": "oodbench-methods"}, "bad.toml")
