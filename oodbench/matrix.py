@@ -304,20 +304,32 @@ class _Components:
         return [k for k in ("algorithms", "backbones", "targets") if name in self.plugins.registry(k)]
 
 
-def _check_requires(matrix: Matrix, plugins: PluginSet) -> None:
-    """A matrix built on plugin distributions says so, and their absence is one clear line, not an unknown name."""
+def _missing_requires(matrix: Matrix, plugins: PluginSet) -> list[str]:
     loaded = {normalize_dist(r.dist) for r in plugins.records.values() if r.loaded}
-    missing = [d for d in matrix.requires if normalize_dist(d) not in loaded]
-    if missing:
-        raise UsageError(f"{matrix.source}: requires plugin distribution(s) {', '.join(missing)}, not installed "
-                         f"or not loaded (`make setup` installs the first-party ones from plugins/; "
-                         f"`oodbench plugins` lists what is loaded)")
+    return [d for d in matrix.requires if normalize_dist(d) not in loaded]
+
+
+def _matrix_name(plugins: PluginSet, axis: str, name: str, where: str, missing: list[str], source: str) -> None:
+    """Check a name the matrix file uses; when a required distribution is absent, say that instead."""
+    try:
+        plugins.registry(axis).get(name, where=where)
+    except UsageError:
+        if missing:
+            raise UsageError(f"{source}: requires plugin distribution(s) {', '.join(missing)}, not installed or not "
+                             f"loaded (`make setup` installs the first-party ones from plugins/; `oodbench plugins` "
+                             f"lists what is loaded)") from None
+        raise
 
 
 def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = None) -> list[Cell]:
-    """Every cell of the matrix after filters, include/exclude and hyperparameter resolution."""
+    """Every cell of the matrix after filters, include/exclude and hyperparameter resolution.
+
+    Names are checked where they are used: an axis the command line replaces,
+    an include it filters out, or a ``[hparams.NAME]`` of a missing required
+    distribution does not stop a run that does not need them.
+    """
     overrides = overrides or Overrides()
-    _check_requires(matrix, plugins)
+    missing = _missing_requires(matrix, plugins)
     components = _Components(plugins)
     axes = {axis: list(getattr(matrix, axis)) for axis in AXES}
     for axis, names in overrides.filters.items():
@@ -325,17 +337,21 @@ def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = Non
             plugins.registry(axis).get(name, where=f"--{AXES[axis]}")
         axes[axis] = list(dict.fromkeys(names))
     for axis, names in axes.items():
-        for name in names:
-            plugins.registry(axis).get(name, where=f"{matrix.source}: {axis}")
+        if axis not in overrides.filters:
+            for name in names:
+                _matrix_name(plugins, axis, name, f"{matrix.source}: {axis}", missing, matrix.source)
     seeds = overrides.seeds or matrix.seeds
     combos = [dict(zip(AXES.values(), c)) | {"seeds": seeds} for c in itertools.product(*axes.values())]
     for i, entry in enumerate(matrix.include):
-        for axis, singular in AXES.items():
-            plugins.registry(axis).get(entry[singular], where=f"{matrix.source}: include[{i}].{singular}")
         if all(entry[AXES[a]] in names for a, names in overrides.filters.items()):
+            for axis, singular in AXES.items():
+                _matrix_name(plugins, axis, entry[singular], f"{matrix.source}: include[{i}].{singular}", missing,
+                             matrix.source)
             combos.append({k: entry[k] for k in AXES.values()} | {"seeds": overrides.seeds or entry.get("seeds", seeds)})
     for name, table in matrix.hparams.items():
         kinds = components.kind_of(name)
+        if not kinds and missing:
+            continue  # most likely a component of the missing distribution; no selected cell can use it
         if not kinds:
             raise UsageError(f"{matrix.source}: [hparams.{name}] names no installed algorithm, backbone or target")
         # checked here too, so a mistake in a table no selected cell uses is not silently ignored

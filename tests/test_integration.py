@@ -118,7 +118,8 @@ def test_process_executor_runs_seeds_in_workers(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_bare_resume_finishes_the_run_as_it_was_started(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    argv = ["run", "-b", "mlp", "--epochs", "1", "--seeds", "3", "--set", "batch_size=512", "--out", str(run_dir)]
+    argv = ["run", "-b", "mlp", "-a", "erm", "--epochs", "1", "--seeds", "3", "--set", "batch_size=512",
+            "--out", str(run_dir)]
     assert main(argv) == 0
     with Store.in_dir(run_dir) as store:
         (cell,) = store.cells()

@@ -686,12 +686,21 @@ def test_a_swept_run_reports_a_row_per_value_and_plots_the_sweep(tmp_path, capsy
     assert "Hyperparameter sweeps" in page and "test accuracy against lr" in page
 
 
-def test_requires_names_a_missing_distribution_before_any_unknown_name(plugins):
+def test_requires_explains_names_of_a_missing_distribution(plugins):
     base = {"datasets": ["colored_mnist"], "backbones": ["cnn"], "algorithms": ["erm"]}
     assert expand(parse_matrix(base | {"requires": ["oodbench"]}, "ok.toml"), plugins)
+    needs = base | {"requires": ["oodbench", "oodbench-nowhere"], "algorithms": ["erm", "nowhere"],
+                    "hparams": {"nowhere": {"lr": 1.0}},
+                    "include": [{"dataset": "colored_mnist", "backbone": "snn2", "algorithm": "erm", "target": "float"}]}
     with pytest.raises(UsageError, match=r"^need\.toml: requires plugin distribution\(s\) oodbench-nowhere, "
                                          r"not installed or not loaded"):
-        expand(parse_matrix(base | {"requires": ["oodbench", "oodbench-nowhere"], "algorithms": ["nowhere"]},
-                            "need.toml"), plugins)
+        expand(parse_matrix(needs, "need.toml"), plugins)
+    # a run that replaces the axis and filters the include out needs nothing from it
+    cells = expand(parse_matrix(needs, "need.toml"), plugins, Overrides(filters={"algorithms": ["erm"],
+                                                                                 "backbones": ["cnn"]}))
+    assert [(c.backbone, c.algorithm) for c in cells] == [("cnn", "erm")]
+    # without a missing distribution, an unknown name is the usual error
+    with pytest.raises(UsageError, match=r"unknown algorithm 'nowhere'"):
+        expand(parse_matrix(needs | {"requires": []}, "typo.toml"), plugins)
     with pytest.raises(UsageError, match=r"bad\.toml: field 'requires' must be a list of names"):
         parse_matrix(base | {"requires": "oodbench-methods"}, "bad.toml")
