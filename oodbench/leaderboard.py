@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -97,14 +98,6 @@ def _kept_tolerance(baseline: Path) -> float:
         return DEFAULT_TOLERANCE_PP
 
 
-def _replicate_spread(values: list[float]) -> float:
-    """Sample std of one metric over replicate runs (0 for a single run)."""
-    if len(values) < 2:
-        return 0.0
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def _merge(runs: dict[Path, list[dict[str, Any]]], tolerance_pp: float) -> list[dict[str, Any]]:
     """One entry per row over replicate runs of the same matrix: the mean value, and as std the larger of the
     seed std and the spread between runs, so a cell whose numbers move with the thread count or the machine
@@ -123,7 +116,8 @@ def _merge(runs: dict[Path, list[dict[str, Any]]], tolerance_pp: float) -> list[
         entry = {k: v for k, v in base.items() if k != "metrics"} | {"runs": len(members), "metrics": {}}
         for metric, first in base["metrics"].items():
             values = [row["metrics"][metric]["value"] for _, row in members]
-            std = max(_replicate_spread(values), *(row["metrics"][metric]["std"] for _, row in members))
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            std = max(spread, *(row["metrics"][metric]["std"] for _, row in members))
             entry["metrics"][metric] = first | {
                 "value": round(sum(values) / len(values), 4), "std": round(std, 4),
                 "tolerance": round(max(tolerance_pp, STD_FACTOR * std), 4)}
