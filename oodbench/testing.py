@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from oodbench.data.catalog import PATH_ENV
+from oodbench.plugins import reset_plugins
 
 SMALL_COLORED_MNIST = """
 description = "colored_mnist, 500 images per environment: a quick end-to-end run"
@@ -64,3 +70,21 @@ def write_small_colored_mnist(directory: Path, name: str) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{name}.toml").write_text(SMALL_COLORED_MNIST)
     return name
+
+
+@contextmanager
+def small_colored_mnist(directory: Path, name: str) -> Iterator[str]:
+    """The small ColoredMNIST registered as ``name`` for the duration: the spec written to ``directory``,
+    ``OODBENCH_DATASETS_PATH`` pointed at it and the plugins reloaded; all undone on exit."""
+    write_small_colored_mnist(directory, name)
+    previous = os.environ.get(PATH_ENV)
+    os.environ[PATH_ENV] = str(directory)
+    reset_plugins()
+    try:
+        yield name
+    finally:
+        if previous is None:
+            os.environ.pop(PATH_ENV, None)
+        else:
+            os.environ[PATH_ENV] = previous
+        reset_plugins()

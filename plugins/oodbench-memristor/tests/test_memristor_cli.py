@@ -5,10 +5,8 @@ import json
 import pytest
 
 from oodbench.cli import main
-from oodbench.data.catalog import PATH_ENV
-from oodbench.plugins import reset_plugins
 from oodbench.store import Store
-from oodbench.testing import write_small_colored_mnist
+from oodbench.testing import small_colored_mnist
 
 pytest.importorskip("memtorch", reason="memtorch is not installed: run plugins/oodbench-memristor/install-memtorch.sh")
 
@@ -16,12 +14,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def small_dataset(tmp_path, monkeypatch):
-    name = write_small_colored_mnist(tmp_path / "specs", "memristor_smoke")
-    monkeypatch.setenv(PATH_ENV, str(tmp_path / "specs"))
-    reset_plugins()
-    yield name
-    reset_plugins()
+def small_dataset(tmp_path):
+    with small_colored_mnist(tmp_path / "specs", "memristor_smoke") as name:
+        yield name
 
 
 def test_one_cell_on_float_and_on_the_ideal_memristor(small_dataset, tmp_path, capsys):

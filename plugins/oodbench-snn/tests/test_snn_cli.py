@@ -5,21 +5,16 @@ import json
 import pytest
 
 from oodbench.cli import main
-from oodbench.data.catalog import PATH_ENV
-from oodbench.plugins import reset_plugins
 from oodbench.store import Store
-from oodbench.testing import write_small_colored_mnist
+from oodbench.testing import small_colored_mnist
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def small_dataset(tmp_path, monkeypatch):
-    name = write_small_colored_mnist(tmp_path / "specs", "snn_smoke")
-    monkeypatch.setenv(PATH_ENV, str(tmp_path / "specs"))
-    reset_plugins()
-    yield name
-    reset_plugins()
+def small_dataset(tmp_path):
+    with small_colored_mnist(tmp_path / "specs", "snn_smoke") as name:
+        yield name
 
 
 def test_the_backbone_is_listed_from_its_distribution(capsys):
