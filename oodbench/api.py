@@ -13,6 +13,17 @@ from typing import Any, Callable, ClassVar, Protocol, Sequence, runtime_checkabl
 import torch
 from torch import nn
 
+from oodbench.distributions import Bounded, Choice, Distribution, IntRange, LogUniform, Uniform
+
+__all__ = ["ROLES", "METADATA", "Environment", "make_groups", "Batch", "Task", "BackboneFactory", "Algorithm",
+           "SingleModel", "pooled", "attribute_prior", "Dataset", "Target", "SearchSpace", "Distribution",
+           "LogUniform", "Uniform", "IntRange", "Choice", "Bounded"]
+
+SearchSpace = dict[str, Distribution]
+"""Per hyperparameter (a key of ``defaults``), the distribution random search draws it from; the declared
+range is also what a value set by hand must lie in (``Bounded``: checked, never searched). Keys left out are
+neither searched nor range-checked."""
+
 ROLES = ("train", "val", "test", "source")
 """Environment roles: fit on ``train``, select on ``val``, report ``test``, ``source`` for DANN-like methods."""
 
@@ -139,6 +150,7 @@ class Algorithm(nn.Module):
 
     name: ClassVar[str]
     defaults: ClassVar[dict[str, Any]] = {}
+    search_space: ClassVar[SearchSpace] = {}
     requires: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, backbone_factory: BackboneFactory, task: Task, hparams: dict[str, Any]) -> None:
@@ -176,6 +188,8 @@ class SingleModel(Algorithm):
     """
 
     defaults = {"lr": 1e-3, "weight_decay": 0.0}
+    search_space = {"lr": LogUniform(10 ** -4.5, 10 ** -2.5, limits=(1e-6, 1.0)),
+                    "weight_decay": LogUniform(1e-6, 1e-3, limits=(0.0, 1.0))}
 
     def __init__(self, backbone_factory: BackboneFactory, task: Task, hparams: dict[str, Any]) -> None:
         super().__init__(backbone_factory, task, hparams)

@@ -18,6 +18,9 @@ from oodbench.errors import DataIntegrityError, DataUnavailableError, UsageError
 from oodbench.matrix import AXES, Overrides, parse_set
 from oodbench.plugins import KINDS, get_plugins
 from oodbench.scaffold import KINDS as SCAFFOLD_KINDS
+from oodbench.search import space_of
+
+REPORT_FORMATS = ("table", "markdown", "latex", "json", "csv", "html")
 from oodbench.selection import RULES
 
 
@@ -69,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     filters = {axis: getattr(args, singular) for axis, singular in AXES.items() if getattr(args, singular)}
     overrides = Overrides(filters=filters, seeds=args.seeds, epochs=args.epochs,
-                          sets=[parse_set(s) for s in args.set])
+                          sets=[parse_set(s) for s in args.set], n_hparams=args.n_hparams, trials=args.trials)
     options = RunOptions(matrix=args.matrix, overrides=overrides, out=args.out, resume=args.resume,
                          executor=args.executor, jobs=args.jobs, address=args.address, device=args.device,
                          data_dir=args.data_dir,
@@ -79,7 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(render(store, "table", args.selection))
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     print(f"\nrun directory: {summary.run_dir} ({counts})")
-    print(f"more: oodbench report {summary.run_dir} --selection val,oracle --format markdown|json|csv")
+    print(f"more: oodbench report {summary.run_dir} --selection val,oracle,oracle_epoch "
+          f"--format markdown|latex|json|csv|html")
     return 1 if summary.failed else 0
 
 
@@ -119,6 +123,7 @@ def _describe(kind: str, obj: Any) -> dict[str, Any]:
     info: dict[str, Any] = {"description": _first_line(obj)}
     if kind != "datasets":
         info["defaults"] = dict(getattr(obj, "defaults", {}) or {})
+        info["search_space"] = {k: d.describe() for k, d in space_of(obj).items()}
     if kind == "algorithms":
         info["requires"] = sorted(obj.needs(info["defaults"]))
     if kind == "datasets":
@@ -135,12 +140,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     extra = {"datasets": "provides", "algorithms": "requires"}.get(args.kind)
     rows = []
     for e in entries:
-        defaults = ", ".join(f"{k}={v}" for k, v in e.get("defaults", {}).items())
+        space = e.get("search_space", {})
+        defaults = "\n".join(f"{k}={v}" + (f"  ({space[k]})" if k in space else "")
+                              for k, v in e.get("defaults", {}).items())
         row = [e["name"], e["dist"], *([", ".join(e[extra])] if extra else []), *([defaults] if "defaults" in e else []),
                e["description"]]
         rows.append(row)
     headers = ["name", "distribution", *([extra] if extra else []),
-               *(["defaults"] if args.kind != "datasets" else []), "description"]
+               *(["defaults (search space)"] if args.kind != "datasets" else []), "description"]
     print(tabulate(rows, headers=headers))
     return 0
 
@@ -225,6 +232,9 @@ def build_parser() -> Parser:
         run.add_argument(short, f"--{singular}", action="append", default=[], metavar="NAME",
                          help=f"run only this {singular} (repeatable)")
     run.add_argument("--seeds", type=_seeds, help="comma list, e.g. 0,1,2")
+    run.add_argument("--n-hparams", type=_positive, metavar="K",
+                     help="random search: configuration 0 = defaults, 1..K-1 drawn from the declared spaces")
+    run.add_argument("--trials", type=_positive, metavar="T", help="trials of the search: seeds 0..T-1")
     run.add_argument("--epochs", type=_positive, help="override the training budget of every cell")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="hyperparameter override, e.g. lr=1e-3 or erm.lr=1e-3 (repeatable)")
@@ -239,7 +249,7 @@ def build_parser() -> Parser:
     run.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     run.add_argument("--data-dir", type=Path, help="a directory holding the four MNIST IDX files")
     run.add_argument("--selection", type=_selections, default=["val"], metavar="RULE[,RULE]",
-                     help="selection rule(s) of the printed table: last, val, oracle (e.g. val,oracle)")
+                     help=f"selection rule(s) of the printed table: {', '.join(RULES)} (e.g. val,oracle)")
     run.set_defaults(func=cmd_run)
 
     plugins = sub.add_parser("plugins", help="installed plugins: distribution, version, target, hooks, load errors")
@@ -262,10 +272,10 @@ def build_parser() -> Parser:
 
     report = sub.add_parser("report", help="render a run directory's results")
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    report.add_argument("--format", default="table", choices=["table", "markdown", "json", "csv", "html"],
+    report.add_argument("--format", default="table", choices=list(REPORT_FORMATS),
                         help="html: a self-contained page with plots (default file RUN_DIR/report.html)")
     report.add_argument("--selection", type=_selections, default=["val"], metavar="RULE[,RULE]",
-                        help="last, val or oracle; a comma list shows them side by side")
+                        help=f"{', '.join(RULES)}; a comma list gives one table per rule")
     report.add_argument("--output", "--out", "-o", type=Path, help="write to this file instead of stdout")
     report.set_defaults(func=cmd_report)
 

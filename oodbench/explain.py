@@ -30,12 +30,15 @@ def _label(cell: dict[str, Any]) -> str:
 
 
 def _listing(cells: Sequence[dict[str, Any]]) -> str:
-    """Up to five cells as ``key-prefix label [swept hyperparameters]``, to choose among."""
-    from oodbench.report import swept_hparams, variant_label
+    """Up to five cells as ``key-prefix label [sweep values, configuration]``, to choose among."""
+    from oodbench.report import variant_label
 
-    swept = swept_hparams({c["key"]: c for c in cells})
-    shown = [f"{c['key'][:8]} {_label(c)}" + (f" [{variant_label(swept[c['key']])}]" if swept[c["key"]] else "")
-             for c in cells[:5]]
+    def extra(cell: dict[str, Any]) -> str:
+        parts = [variant_label(cell["variant"]), f"config {cell['config']}" if cell["config"] else ""]
+        text = ", ".join(filter(None, parts))
+        return f" [{text}]" if text else ""
+
+    shown = [f"{c['key'][:8]} {_label(c)}{extra(c)}" for c in cells[:5]]
     return ", ".join(shown) + (" ..." if len(cells) > 5 else "")
 
 
@@ -98,25 +101,30 @@ class Panel:
 
 
 def load_network(run_dir: Path, cell: dict[str, Any], selection: str) -> tuple[nn.Module, list, int]:
-    """The cell's float network at the epoch ``selection`` picked, the cell's evaluation splits and that epoch."""
+    """The cell's float network at the checkpoint ``selection`` takes of it, the cell's evaluation splits and
+    that epoch (the cell names the configuration, so no configuration is chosen here)."""
     from oodbench.train import Job, build_algorithm, checkpoint_path, prepare
 
+    from oodbench.selection import RULES
+
     selected = json.loads(cell["selected"] or "{}")
-    if selection not in selected:
-        raise UsageError(f"--selection {selection!r}: cell {cell['key'][:8]} has {', '.join(selected) or 'no rule'}")
+    checkpoint = RULES[selection].checkpoint
+    if checkpoint not in selected:
+        raise UsageError(f"--selection {selection!r}: cell {cell['key'][:8]} has no {checkpoint} checkpoint "
+                         f"(it has {', '.join(selected) or 'none'})")
     hparams = cell["hparams"]
     job = Job(training_key=cell["training"], dataset=cell["dataset"], backbone=cell["backbone"],
               algorithm=cell["algorithm"], seed=cell["seed"], training=hparams["training"],
               algorithm_hparams=hparams["algorithm"], backbone_hparams=hparams["backbone"], cells=[],
               checkpoint_dir=str(Path(run_dir) / "checkpoints" / cell["training"]))
-    path = checkpoint_path(job, selected[selection])
+    path = checkpoint_path(job, selected[checkpoint])
     if not path.is_file():
         raise UsageError(f"{path}: checkpoint missing (was the run directory moved or pruned?)")
     torch.manual_seed(job.seed)
     prepared = prepare(job, torch.device("cpu"))
     algorithm = build_algorithm(job, prepared.task)
     algorithm.load_state_dict(torch.load(path, map_location="cpu"))
-    return algorithm.network(), prepared.splits, selected[selection]
+    return algorithm.network(), prepared.splits, selected[checkpoint]
 
 
 def panels(network: nn.Module, splits: Sequence, envs: Sequence[str], n: int) -> list[Panel]:

@@ -1,8 +1,9 @@
 """``oodbench report RUN_DIR --format html``: one self-contained page, readable offline and attachable to CI.
 
-The leaderboard table is the text report's (``report.table_rows``); figures
-come from ``plots`` as embedded PNGs; no script, no stylesheet or image
-outside the file.
+The leaderboard tables are the text report's (``report.rule_table``, one per
+selection rule); figures come from ``plots`` as embedded PNGs, among them
+test accuracy against every searched hyperparameter with the configuration
+each rule chose marked; no script, no stylesheet or image outside the file.
 """
 
 from __future__ import annotations
@@ -16,13 +17,7 @@ from typing import Any
 from tabulate import tabulate
 
 from oodbench import plots
-from oodbench.report import (
-    IDENTITY,
-    side_by_side,
-    swept_hparams,
-    table_rows,
-    variant_label,
-)
+from oodbench.report import IDENTITY, choices, rule_heading, rule_table, summarize, variant_label
 from oodbench.selection import RULES
 from oodbench.store import Store
 
@@ -60,12 +55,64 @@ def _cell_list(cells: list[dict[str, Any]], title: str) -> str:
     return f"<h3>{len(cells)} {title}</h3><ul>{items}</ul>"
 
 
-def _leaderboard(summary: list[dict[str, Any]], selections: Sequence[str]) -> str:
-    headers, rows = table_rows(summary, show_selection=len(selections) > 1)
-    rules = "".join(f"<li><b>{escape(name)}</b>: {escape(RULES[name].description)}</li>" for name in selections)
-    return (f"<h2>Leaderboard</h2><p>Mean ± sample std over seeds; accuracies in %, gap in percentage points "
-            f"to the ceiling (75 % on ColoredMNIST). Selection:</p><ul>{rules}</ul>"
-            + _table(rows, headers, "leaderboard"))
+def _leaderboard(summaries: dict[str, list[dict[str, Any]]]) -> str:
+    """One table per selection rule, each under the sentence that says what it shows."""
+    tables = []
+    for name, summary in summaries.items():
+        caption, headers, rows = rule_table(summary)
+        heading = rule_heading(name, summary) + (f"; {caption}" if caption else "")
+        tables.append(f"<h3>{escape(name)}</h3><p>{escape(heading)}</p>"
+                      + _table(rows, headers, f"leaderboard-{name}"))
+    return (f"<h2>Leaderboard</h2><p>Within each trial a rule picks one searched configuration and one checkpoint; "
+            f"mean ± standard error over trials; accuracies in %, gap in percentage points to the ceiling "
+            f"(75 % on ColoredMNIST); ID accuracy on held-out training data no rule selects on.</p>"
+            + "".join(tables))
+
+
+def _test_acc(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Per cell, the mean accuracy over its test environments' reported parts."""
+    by_cell: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        if row["role"] == "test" and row["part"] == "main":
+            by_cell[row["cell"]].append(row["acc"])
+    return {cell: sum(accs) / len(accs) for cell, accs in by_cell.items()}
+
+
+def _search(store: Store, selections: Sequence[str]) -> str:
+    """Test accuracy of every searched configuration against each hyperparameter the search varied, with the
+    configuration each rule chose in each trial marked."""
+    cells = [c for c in store.cells("done")]
+    last = _test_acc(store.results("last"))
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for cell in cells:
+        if cell["key"] in last:
+            groups[(*(cell[k] for k in IDENTITY), variant_label(cell["variant"]))].append(cell)
+    chosen: dict[tuple, dict[str, list[tuple[dict[str, Any], float]]]] = defaultdict(lambda: defaultdict(list))
+    for name in selections:
+        accs = _test_acc(store.results(RULES[name].checkpoint))
+        for pick in choices(store, name):
+            cell = pick["cell"]
+            if cell["key"] in accs:
+                chosen[pick["trial"][:-1]][name].append((cell, accs[cell["key"]]))
+    figures = []
+    for key, members in sorted(groups.items()):
+        if len({c["config"] for c in members}) < 2:
+            continue
+        flat = {c["key"]: {f"{section}.{n}": v for section in ("algorithm", "backbone")
+                           for n, v in c["hparams"][section].items()} for c in members}
+        varied = sorted(n for n in next(iter(flat.values()))
+                        if len({json.dumps(f.get(n)) for f in flat.values()}) > 1)
+        label = " · ".join(str(k) for k in key if k)
+        for name in varied:
+            points = [(flat[c["key"]][name], last[c["key"]], c["seed"]) for c in members]
+            marks = {rule: [(flat[c["key"]][name], acc) for c, acc in picks] for rule, picks in chosen[key].items()}
+            figures.append(_figure(plots.search_plot(points, marks, name.split(".", 1)[1], label),
+                                   f"{label}: test accuracy (last checkpoint) against {name}, "
+                                   f"one dot per (configuration, trial); marked: what each rule chose"))
+    if not figures:
+        return ""
+    return f'<h2>Hyperparameter search</h2><div class="figures">{"".join(figures)}</div>'
+
 
 
 def _sweeps(summary: list[dict[str, Any]]) -> str:
@@ -85,18 +132,20 @@ def _sweeps(summary: list[dict[str, Any]]) -> str:
 def _curves(store: Store) -> str:
     """One figure per training run; the targets deployed from it share it."""
     cells = store.cells()
-    swept = swept_hparams({c["key"]: c for c in cells})
     by_training: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in store.curves():
         by_training[row["training"]].append(row)
     first = {}
     for cell in cells:
         first.setdefault(cell["training"], cell)
-    variants = {training: variant_label({k: v for k, v in swept[cell["key"]].items()
-                                         if k not in cell["hparams"]["target"]}) for training, cell in first.items()}
+    variants = {training: ", ".join(filter(None, [variant_label({k: v for k, v in cell["variant"].items()
+                                                                  if k not in cell["hparams"]["target"]}),
+                                                    f"config {cell['config']}" if cell["config"] else ""]))
+                for training, cell in first.items()}
     figures = []
     for training, rows in sorted(by_training.items(), key=lambda item: (
-            *(str(first[item[0]][k]) for k in IDENTITY), variants[item[0]], first[item[0]]["seed"])):
+            *(str(first[item[0]][k]) for k in IDENTITY), first[item[0]]["config"], variants[item[0]],
+            first[item[0]]["seed"])):
         cell, variant = first[training], variants[training]
         title = f"{cell['dataset']} · {cell['backbone']} · {cell['algorithm']} · seed {cell['seed']}"
         figures.append(_figure(plots.training_curves(rows, title + (f"\n{variant}" if variant else "")),
@@ -104,38 +153,38 @@ def _curves(store: Store) -> str:
     if not figures:
         return ""
     return (f"<h2>Training curves</h2><p>Accuracy per epoch: train (the training environments' evaluation "
-            f"subsample), val (their held-out parts), test (the test environments).</p>"
+            f"subsample), val (their validation parts), test (the test environments' reported parts).</p>"
             f'<div class="figures">{"".join(figures)}</div>')
 
 
 def _configuration(store: Store) -> str:
     cells = store.cells()
-    rows = [[*(c[k] for k in IDENTITY), c["seed"], c["status"], c["selected"] or "",
+    rows = [[*(c[k] for k in IDENTITY), c["seed"], c["config"], c["status"], c["selected"] or "",
              json.dumps(c["hparams"], sort_keys=True)] for c in cells]
     plugins = [[p["kind"], p["name"], p["dist"], p["version"]] for p in store.plugin_versions()]
     return ("<h2>Configuration</h2><h3>Cells and hyperparameters</h3>"
-            + _table(rows, [*IDENTITY, "seed", "status", "selected epochs", "hparams"], "cells")
+            + _table(rows, [*IDENTITY, "seed", "config", "status", "checkpoint epochs", "hparams"], "cells")
             + "<h3>Plugin versions</h3>" + _table(plugins, ["kind", "name", "distribution", "version"], "plugins")
             + f"<h3>Run metadata</h3><pre>{escape(json.dumps(store.meta(), indent=2, sort_keys=True))}</pre>")
 
 
 def render_html(store: Store, selections: Sequence[str]) -> str:
     """The whole page; bar chart and sweeps follow the first selection rule."""
-    summary = side_by_side(store, selections)
-    primary = [row for row in summary if row["selection"] == selections[0]]
+    summaries = {name: summarize(store, name) for name in selections}
+    primary = summaries[selections[0]]
     meta = store.meta()
     name = (meta.get("matrix") or {}).get("name", store.path.parent.name)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(Counter(store.cell_status().values()).items()))
     body = [f"<h1>oodbench report: {escape(str(name))}</h1>",
             f"<p>Run directory <code>{escape(str(store.path.parent))}</code>; cells: {escape(counts or 'none')}.</p>",
-            _leaderboard(summary, selections),
+            _leaderboard(summaries),
             _cell_list(store.cells("failed"), "failed cell(s)"),
             _cell_list(store.cells("skipped"), "skipped cell(s)")]
     if primary:
         body.append(f"<h2>Test and worst-group accuracy ({escape(selections[0])})</h2>"
                     + _img(plots.accuracy_bars(primary), "test and worst-group accuracy per method"))
         body.append(_sweeps(primary))
-    body += [_curves(store), _configuration(store)]
+    body += [_search(store, selections), _curves(store), _configuration(store)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>oodbench report: {escape(str(name))}</title><style>{STYLE}</style></head>"
             f"<body>{''.join(body)}</body></html>")

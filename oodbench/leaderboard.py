@@ -30,7 +30,8 @@ from oodbench.report import IDENTITY, open_store, scale, summarize
 from oodbench.selection import RULES
 from oodbench.store import Store
 
-SCHEMA = 1
+SCHEMA = 2
+"""2: values are chosen per trial over (configuration, checkpoint), with the new splits (docs/protocol.md)."""
 TRACKED = ("acc", "worst_group_acc", "gap")
 """Metrics a baseline records: test accuracy, worst-group accuracy (higher is better), gap to the ceiling (lower)."""
 KEY = (*IDENTITY, "hparams", "env")
@@ -72,7 +73,7 @@ def entries(store: Store, selection: str, tolerance_pp: float) -> list[dict[str,
     plugins = store.cell_plugins()
     out = []
     for row in summarize(store, selection):
-        members = [cells[key] for key in row["cells"]]
+        members = [cells[key] for key in row["candidates"]]  # every searched configuration: the search, not its pick
         entry: dict[str, Any] = {k: row[k] for k in KEY}
         entry |= {
             "seeds": row["seeds"],

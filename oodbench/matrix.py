@@ -18,6 +18,9 @@ A matrix is a TOML file (or a named one shipped in ``oodbench/matrices``)::
     target = "float"
     [[exclude]]           # drop every combination matching all given keys
     backbone = "mlp"
+    [search]              # random search: configuration 0 = defaults, 1..n_hparams-1 drawn (oodbench.search)
+    n_hparams = 8
+    trials = 3            # seeds 0..trials-1 (instead of ``seeds``)
 
 Every field is validated; a mistake is a one-line UsageError naming the file,
 the field and the allowed values.
@@ -36,6 +39,7 @@ from typing import Any, Self
 
 from oodbench.errors import UsageError
 from oodbench.plugins import PluginSet, normalize_dist
+from oodbench.search import config_seed, draw, space_of
 
 DEFAULT_MATRIX = "quick"
 AXES = {"datasets": "dataset", "backbones": "backbone", "algorithms": "algorithm", "targets": "target"}
@@ -43,10 +47,15 @@ TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 5, "batch_size": 128, "holdout_fr
 TRAINING_LIMITS: dict[str, tuple[float, float, str]] = {
     "epochs": (1, float("inf"), "at least 1"),
     "batch_size": (1, float("inf"), "at least 1"),
-    "holdout_fraction": (0.0, 0.5, "in (0, 0.5]: the held-out part feeds 'val' and 'oracle' selection"),
+    "holdout_fraction": (0.0, 0.5, "in (0, 0.5]: held out of every train environment (half training-domain "
+                                   "validation, half ID test) and of every test environment (the oracles' part)"),
     "train_eval_size": (0, float("inf"), "0 (all) or more"),
 }
-TOP_LEVEL_KEYS = ("name", "description", "requires", *AXES, "seeds", "training", "hparams", "include", "exclude")
+TOP_LEVEL_KEYS = ("name", "description", "requires", *AXES, "seeds", "training", "hparams", "search", "include",
+                  "exclude")
+SEARCH_KEYS = ("n_hparams", "trials")
+SEARCHED = ("algorithms", "backbones")
+"""Components whose declared search spaces random search draws from; targets are deployments, not training."""
 INCLUDE_KEYS = ("dataset", "backbone", "algorithm", "target", "seeds")
 EXCLUDE_KEYS = ("dataset", "backbone", "algorithm", "target", "seed")
 
@@ -66,22 +75,25 @@ class Matrix:
     seeds: list[int] = field(default_factory=lambda: [0])
     training: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    search: dict[str, int] = field(default_factory=dict)
     include: list[dict[str, Any]] = field(default_factory=list)
     exclude: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("name", "source", "description", "requires", *AXES, "seeds", "training",
-                                                "hparams", "include", "exclude")}
+                                                "hparams", "search", "include", "exclude")}
 
 
 @dataclass
 class Overrides:
-    """What the command line changes: filters per axis, seeds, epochs, ``--set`` pairs."""
+    """What the command line changes: filters per axis, seeds, epochs, ``--set`` pairs, the search's size."""
 
     filters: dict[str, list[str]] = field(default_factory=dict)
     seeds: list[int] | None = None
     epochs: int | None = None
     sets: list[tuple[str, Any]] = field(default_factory=list)
+    n_hparams: int | None = None
+    trials: int | None = None
 
 
 def _digest(payload: Any) -> str:
@@ -90,7 +102,13 @@ def _digest(payload: Any) -> str:
 
 @dataclass(frozen=True)
 class Cell:
-    """One (dataset, backbone, algorithm, target, seed) with fully resolved hyperparameters."""
+    """One (dataset, backbone, algorithm, target, seed = trial, configuration) with resolved hyperparameters.
+
+    ``variant`` holds the values of the user's own sweeps (``lr = [a, b]``),
+    which stay separate rows; ``config`` is the random-search configuration,
+    which selection chooses among. ``data_hash`` identifies the data the
+    dataset builds (its spec hash, or its plugin's version).
+    """
 
     dataset: str
     backbone: str
@@ -102,11 +120,14 @@ class Cell:
     backbone_hparams: dict[str, Any]
     target_hparams: dict[str, Any]
     skip_reason: str | None = None
+    config: int = 0
+    variant: dict[str, Any] = field(default_factory=dict)
+    data_hash: str | None = None
 
     @property
     def training_key(self) -> str:
-        """Content hash of everything that shapes the trained network; targets share it."""
-        return _digest([self.dataset, self.backbone, self.algorithm, self.seed, self.training,
+        """Content hash of everything that shapes the trained network, the data included; targets share it."""
+        return _digest([self.dataset, self.data_hash, self.backbone, self.algorithm, self.seed, self.training,
                         self.algorithm_hparams, self.backbone_hparams])
 
     @property
@@ -118,7 +139,8 @@ class Cell:
                 "backbone": self.backbone_hparams, "target": self.target_hparams}
 
     def label(self) -> str:
-        return f"{self.dataset}/{self.backbone}/{self.algorithm}/{self.target}/seed{self.seed}"
+        config = f"/config{self.config}" if self.config else ""
+        return f"{self.dataset}/{self.backbone}/{self.algorithm}/{self.target}/seed{self.seed}{config}"
 
 
 class Sweep(tuple):
@@ -226,6 +248,9 @@ def parse_matrix(data: dict[str, Any], source: str, default_name: str = "matrix"
     if not isinstance(hparams, dict) or not all(isinstance(v, dict) for v in hparams.values()):
         raise UsageError(f"{source}: field 'hparams' must hold one table per component, e.g. [hparams.erm]")
     matrix.hparams = {k: dict(v) for k, v in hparams.items()}
+    matrix.search = _search_table(data.get("search", {}), source)
+    if "trials" in matrix.search and "seeds" in data:
+        raise UsageError(f"{source}: give 'seeds' or 'search.trials', not both (trials = T means seeds 0..T-1)")
     matrix.include = _table_list(data.get("include", []), source, "include", INCLUDE_KEYS)
     for i, entry in enumerate(matrix.include):
         missing = [k for k in INCLUDE_KEYS[:4] if k not in entry]
@@ -237,6 +262,22 @@ def parse_matrix(data: dict[str, Any], source: str, default_name: str = "matrix"
     return matrix
 
 
+def check_count(value: Any, where: str) -> int:
+    """A search size: an integer >= 1."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UsageError(f"{where}: expected an integer >= 1, got {value!r}")
+    return value
+
+
+def _search_table(value: Any, source: str) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise UsageError(f"{source}: field 'search' must be a table ([search] with n_hparams, trials)")
+    for key in value:
+        if key not in SEARCH_KEYS:
+            raise UsageError(f"{source}: search has unknown key {key!r} (allowed: {', '.join(SEARCH_KEYS)})")
+    return {key: check_count(v, f"{source}: search.{key}") for key, v in value.items()}
+
+
 def _sweep(value: list | tuple, where: str, check: Any) -> Sweep:
     """A list value as a ``Sweep`` of checked elements: non-empty, flat."""
     if not value:
@@ -246,15 +287,16 @@ def _sweep(value: list | tuple, where: str, check: Any) -> Sweep:
     return Sweep((check(v) for v in value), getattr(value, "origin", where))
 
 
-def check_value(key: str, value: Any, defaults: dict[str, Any], where: str) -> Any:
-    """``value`` if ``key`` is known and its type matches the default's (ints pass for floats).
+def check_value(key: str, value: Any, defaults: dict[str, Any], where: str, space: dict[str, Any] | None = None) -> Any:
+    """``value`` if ``key`` is known, its type matches the default's (ints pass for floats) and it lies in the
+    range the component declares for it in ``space``.
 
     A list is a sweep: each element is checked, and a ``Sweep`` comes back.
     """
     if key not in defaults:
         raise UsageError(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(defaults)) or 'none'})")
     if isinstance(value, (list, tuple)):
-        return _sweep(value, where, lambda v: check_value(key, v, defaults, where))
+        return _sweep(value, where, lambda v: check_value(key, v, defaults, where, space))
     expected = defaults[key]
     if isinstance(expected, bool) or isinstance(value, bool):
         ok = isinstance(value, bool) and isinstance(expected, bool)
@@ -265,6 +307,9 @@ def check_value(key: str, value: Any, defaults: dict[str, Any], where: str) -> A
         ok = isinstance(value, type(expected))
     if not ok:
         raise UsageError(f"{where}: expected {type(expected).__name__} like {expected!r}, got {value!r}")
+    dist = (space or {}).get(key)
+    if dist is not None and not dist.contains(value):
+        raise UsageError(f"{where}: {value!r} is outside the declared range (allowed: {dist.describe()})")
     return value
 
 
@@ -279,7 +324,8 @@ def check_training(key: str, value: Any, where: str) -> Any:
     return value
 
 
-def _table_entry(kind: str, key: str, value: Any, defaults: dict[str, Any], where: str) -> tuple[str, Any]:
+def _table_entry(kind: str, key: str, value: Any, defaults: dict[str, Any], where: str,
+                 space: dict[str, Any] | None = None) -> tuple[str, Any]:
     """Where a ``[hparams.NAME]`` entry goes (``training`` or the component itself) and its checked value.
 
     An algorithm's table may also set training options (per-method budgets);
@@ -288,7 +334,7 @@ def _table_entry(kind: str, key: str, value: Any, defaults: dict[str, Any], wher
     if kind == "algorithms" and key in TRAINING_DEFAULTS and key not in defaults:
         return "training", check_training(key, value, where)
     allowed = defaults | (TRAINING_DEFAULTS if kind == "algorithms" else {})
-    return kind, check_value(key, value, allowed, where)
+    return kind, check_value(key, value, allowed, where, space)
 
 
 class _Components:
@@ -299,6 +345,14 @@ class _Components:
 
     def defaults(self, kind: str, name: str) -> dict[str, Any]:
         return dict(getattr(self.plugins.registry(kind).get(name), "defaults", {}) or {})
+
+    def space(self, kind: str, name: str) -> dict[str, Any]:
+        return space_of(self.plugins.registry(kind).get(name))
+
+    def data_hash(self, dataset: str) -> str:
+        """The dataset's spec hash, or for a dataset defined by code, the distribution and version that define it."""
+        spec_hash = getattr(self.plugins.registry("datasets").get(dataset), "spec_hash", None)
+        return spec_hash or " ".join(self.plugins.dist_of("datasets", dataset))
 
     def kind_of(self, name: str) -> list[str]:
         return [k for k in ("algorithms", "backbones", "targets") if name in self.plugins.registry(k)]
@@ -340,7 +394,11 @@ def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = Non
         if axis not in overrides.filters:
             for name in names:
                 _matrix_name(plugins, axis, name, f"{matrix.source}: {axis}", missing, matrix.source)
-    seeds = overrides.seeds or matrix.seeds
+    search = matrix.search | {k: v for k, v in (("n_hparams", overrides.n_hparams), ("trials", overrides.trials))
+                              if v is not None}
+    if overrides.seeds and overrides.trials:
+        raise UsageError("--seeds and --trials: give one (--trials T means seeds 0..T-1)")
+    seeds = overrides.seeds or (list(range(search["trials"])) if "trials" in search else matrix.seeds)
     combos = [dict(zip(AXES.values(), c)) | {"seeds": seeds} for c in itertools.product(*axes.values())]
     for i, entry in enumerate(matrix.include):
         if all(entry[AXES[a]] in names for a, names in overrides.filters.items()):
@@ -358,7 +416,8 @@ def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = Non
         for key, value in table.items():
             kind = next((k for k in kinds if key in components.defaults(k, name)
                          or (k == "algorithms" and key in TRAINING_DEFAULTS)), kinds[0])
-            _table_entry(kind, key, value, components.defaults(kind, name), f"{matrix.source}: hparams.{name}.{key}")
+            _table_entry(kind, key, value, components.defaults(kind, name), f"{matrix.source}: hparams.{name}.{key}",
+                         components.space(kind, name))
     sets = _check_sets(overrides.sets, combos, components)
     cells: dict[str, Cell] = {}
     for combo in combos:
@@ -366,7 +425,7 @@ def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = Non
             point = {k: combo[k] for k in AXES.values()} | {"seed": seed}
             if any(all(point[k] == v for k, v in ex.items()) for ex in matrix.exclude):
                 continue
-            for cell in _resolve(point, matrix, overrides, sets, components):
+            for cell in _resolve(point, matrix, overrides, sets, components, search.get("n_hparams", 1)):
                 cells.setdefault(cell.key, cell)
     return list(cells.values())
 
@@ -394,16 +453,23 @@ def _check_sets(sets: list[tuple[str, Any]], combos: list[dict], components: _Co
 
 
 def _resolve(point: dict[str, Any], matrix: Matrix, overrides: Overrides, sets: list[tuple[str, str, Any]],
-             components: _Components) -> list[Cell]:
-    """The cells of one point: one, or one per combination of its swept values."""
+             components: _Components, n_hparams: int = 1) -> list[Cell]:
+    """The cells of one point: one per combination of its swept values and per search configuration."""
     names = {"algorithms": point["algorithm"], "backbones": point["backbone"], "targets": point["target"]}
     training = dict(TRAINING_DEFAULTS) | matrix.training
     declared = {kind: components.defaults(kind, name) for kind, name in names.items()}
+    spaces = {kind: components.space(kind, name) for kind, name in names.items()}
     sections = {kind: dict(values) for kind, values in declared.items()}
+    pinned: dict[str, set[str]] = {kind: set() for kind in names}
     for kind, name in names.items():
         for key, value in matrix.hparams.get(name, {}).items():
-            section, checked = _table_entry(kind, key, value, declared[kind], f"{matrix.source}: hparams.{name}.{key}")
-            (training if section == "training" else sections[kind])[key] = checked
+            section, checked = _table_entry(kind, key, value, declared[kind], f"{matrix.source}: hparams.{name}.{key}",
+                                            spaces[kind])
+            if section == "training":
+                training[key] = checked
+            else:
+                sections[kind][key] = checked
+                pinned[kind].add(key)
     for scope, key, value in sorted(sets, key=lambda s: bool(s[0])):
         if scope == "training":
             training[key] = check_training(key, value, f"--set training.{key}")
@@ -411,29 +477,47 @@ def _resolve(point: dict[str, Any], matrix: Matrix, overrides: Overrides, sets: 
         targets = [kind for kind, name in names.items() if scope in ("", name) and key in sections[kind]]
         where = f"--set {scope}.{key}" if scope else f"--set {key}"
         for kind in targets:
-            sections[kind][key] = check_value(key, value, declared[kind], where)
+            sections[kind][key] = check_value(key, value, declared[kind], where, spaces[kind])
+            pinned[kind].add(key)
         if key in TRAINING_DEFAULTS and (scope in ("", point["algorithm"])) and not targets:
             training[key] = check_training(key, value, where)
     if overrides.epochs is not None:
         training["epochs"] = overrides.epochs
+    data_hash = components.data_hash(point["dataset"])
     cells = []
-    for chosen in _unswept({"training": training, **sections}):
+    for chosen, variant in _unswept({"training": training, **sections}):
         skip = _skip_reason(point, components, chosen["algorithms"], chosen["targets"])
-        cells.append(Cell(dataset=point["dataset"], backbone=point["backbone"], algorithm=point["algorithm"],
-                          target=point["target"], seed=point["seed"], training=chosen["training"],
-                          algorithm_hparams=chosen["algorithms"], backbone_hparams=chosen["backbones"],
-                          target_hparams=chosen["targets"], skip_reason=skip))
+        for config in range(n_hparams):
+            drawn = {kind: chosen[kind] | _drawn(point, config, kind, spaces[kind], pinned[kind])
+                     for kind in SEARCHED}
+            cells.append(Cell(dataset=point["dataset"], backbone=point["backbone"], algorithm=point["algorithm"],
+                              target=point["target"], seed=point["seed"], training=chosen["training"],
+                              algorithm_hparams=drawn["algorithms"], backbone_hparams=drawn["backbones"],
+                              target_hparams=chosen["targets"], skip_reason=skip, config=config, variant=variant,
+                              data_hash=data_hash))
     return cells
 
 
-def _unswept(sections: dict[str, dict[str, Any]]) -> list[dict[str, dict[str, Any]]]:
-    """Every combination of the sweeps in ``sections`` (cross product over origins), as plain values."""
+def _drawn(point: dict[str, Any], config: int, kind: str, space: dict[str, Any], pinned: set[str]) -> dict[str, Any]:
+    """Configuration ``config``'s draws for one component (nothing for configuration 0, the defaults)."""
+    if config == 0:
+        return {}
+    seed = config_seed(point["dataset"], point["backbone"], point["algorithm"], config, kind)
+    return draw(space, seed, pinned)
+
+
+def _unswept(sections: dict[str, dict[str, Any]]) -> list[tuple[dict[str, dict[str, Any]], dict[str, Any]]]:
+    """Every combination of the sweeps in ``sections`` (cross product over origins), as plain values, each with
+    its variant: the swept keys and the values this combination gives them."""
     axes = {v.origin: v for values in sections.values() for v in values.values() if isinstance(v, Sweep)}
+    swept = sorted({(key, v.origin) for values in sections.values() for key, v in values.items()
+                    if isinstance(v, Sweep)})
     combinations = []
     for picks in itertools.product(*axes.values()):
         chosen = dict(zip(axes, picks))
-        combinations.append({name: {k: chosen[v.origin] if isinstance(v, Sweep) else v for k, v in values.items()}
-                             for name, values in sections.items()})
+        plain = {name: {k: chosen[v.origin] if isinstance(v, Sweep) else v for k, v in values.items()}
+                 for name, values in sections.items()}
+        combinations.append((plain, {key: chosen[origin] for key, origin in swept}))
     return combinations
 
 

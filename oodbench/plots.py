@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 DPI = 90
 CURVE_PARTS = {
     "train": {("train", "main")},
-    "val": {("train", "holdout"), ("val", "main")},
+    "val": {("train", "val"), ("val", "main")},
     "test": {("test", "main")},
 }
 """The splits behind each line of a training curve: what the model fits, what ``val`` selects on, what is reported."""
@@ -81,7 +81,7 @@ def _row_label(row: dict[str, Any]) -> str:
 
 
 def accuracy_bars(summary: Sequence[dict[str, Any]]) -> str:
-    """Test and worst-group accuracy (mean, std as error bar) of every method, one panel per
+    """Test and worst-group accuracy (mean, standard error as error bar) of every method, one panel per
     (dataset, backbone, target, test environment)."""
     panels: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for row in summary:
@@ -94,7 +94,7 @@ def accuracy_bars(summary: Sequence[dict[str, Any]]) -> str:
         xs = range(len(rows))
         for offset, metric, label in ((-width / 2, "acc", "test acc"), (width / 2, "worst_group_acc", "worst group")):
             axes.bar([x + offset for x in xs], [r[metric].mean * 100 for r in rows], width,
-                     yerr=[r[metric].std * 100 for r in rows], capsize=2, label=label)
+                     yerr=[r[metric].se * 100 for r in rows], capsize=2, label=label)
         _ceiling(axes, rows[0].get("ceiling"))
         axes.set_xticks(list(xs), [_row_label(r) for r in rows], rotation=30, ha="right", fontsize=7)
         axes.set_xlim(-0.75, max(len(rows), 2) - 0.25)  # one method gets a bar pair, not the whole panel
@@ -123,7 +123,7 @@ def sweep_plot(rows: Sequence[dict[str, Any]], key: str, title: str) -> str:
     for rest, members in sorted(lines.items()):
         xs = sorted(((position[json.dumps(r["swept"][key])], r) for r in members), key=lambda pair: pair[0])
         axes.errorbar([x for x, _ in xs], [r["acc"].mean * 100 for _, r in xs],
-                      yerr=[r["acc"].std * 100 for _, r in xs], marker="o", markersize=3, capsize=2,
+                      yerr=[r["acc"].se * 100 for _, r in xs], marker="o", markersize=3, capsize=2,
                       label=rest or "test acc")
     _ceiling(axes, rows[0].get("ceiling"))
     if numeric and all(v > 0 for v in values.values()) and max(values.values()) / min(values.values()) >= 100:
@@ -133,4 +133,35 @@ def sweep_plot(rows: Sequence[dict[str, Any]], key: str, title: str) -> str:
     axes.set(title=title, xlabel=key, ylabel="test accuracy %", ylim=(0, 100))
     axes.title.set_fontsize(8)
     axes.legend(fontsize=7)
+    return data_uri(figure)
+
+
+RULE_MARKERS = {"val": ("s", "tab:orange"), "oracle": ("D", "tab:red"), "oracle_epoch": ("^", "tab:purple"),
+                "last": ("v", "tab:green")}
+
+
+def search_plot(points: Sequence[tuple[Any, float, int]], marks: dict[str, Sequence[tuple[Any, float]]], key: str,
+                title: str) -> str:
+    """Test accuracy of every (configuration, trial) against ``key``, and, marked, what each rule chose.
+
+    ``points`` are (value, accuracy, trial); ``marks`` per rule (value, accuracy)."""
+    figure = _figure(4.2, 2.8)
+    axes = figure.add_subplot()
+    values = [v for v, _, _ in points]
+    numeric = _numeric(values)
+    order = sorted({json.dumps(v) for v in values})
+    where = (lambda v: v) if numeric else (lambda v: order.index(json.dumps(v)))
+    axes.scatter([where(v) for v, _, _ in points], [a * 100 for _, a, _ in points], s=12, color="tab:gray",
+                 alpha=0.6, label="configuration × trial")
+    for rule, chosen in marks.items():
+        marker, color = RULE_MARKERS.get(rule, ("o", "black"))
+        axes.scatter([where(v) for v, _ in chosen], [a * 100 for _, a in chosen], s=40, marker=marker,
+                     facecolors="none", edgecolors=color, linewidths=1.2, label=f"chosen by {rule}")
+    if numeric and all(v > 0 for v in values) and max(values) / min(values) >= 20:
+        axes.set_xscale("log")
+    if not numeric:
+        axes.set_xticks(list(range(len(order))), order, fontsize=7)
+    axes.set(title=title, xlabel=key, ylabel="test accuracy %", ylim=(0, 100))
+    axes.title.set_fontsize(8)
+    axes.legend(fontsize=6)
     return data_uri(figure)

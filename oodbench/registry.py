@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from oodbench.errors import UsageError
+from oodbench.search import check_space
+
+SEARCHED_KINDS = ("algorithms", "backbones", "targets")
 
 
 class DuplicateNameError(Exception):
@@ -40,6 +43,8 @@ class Registry:
             raise DuplicateNameError(
                 f"{self.kind[:-1]} {name!r} from {dist} is already registered by {held.dist} (plugin {held.plugin})"
             )
+        if self.kind in SEARCHED_KINDS:
+            check_space(obj, f"{self.kind[:-1]} {name!r} from {dist}")
         entry = Entry(name=name, obj=obj, plugin=plugin, dist=dist)
         self._entries[name] = entry
         return entry

@@ -1,9 +1,15 @@
-"""Reports rendered from the store: one row per (dataset, backbone, algorithm, target, variant, test env).
+"""Reports rendered from the store: per selection rule, one row per (dataset, backbone, algorithm, target, sweep
+variant) and test environment, aggregated over trials.
 
-Every number is mean ± sample std over seeds with the seed count, under one
-named selection rule. Accuracies print in percent, ``gap`` in percentage
-points to the environment's ceiling (75 % on ColoredMNIST). Text formats are
-rendered here; ``html`` by ``html_report`` from the same summary rows.
+Within each trial a rule (``selection.RULES``) picks one searched
+configuration and one checkpoint; the row is mean ± standard error over
+trials of what the picked networks score on the test environments' reported
+parts, with ID accuracy from the training environments' ``idtest`` parts,
+which no rule selects on. The sample std stays in the json and csv exports.
+Accuracies print in percent, ``gap`` in percentage points to the
+environment's ceiling (75 % on ColoredMNIST). Text formats are rendered here
+(one table per rule, DomainBed's shape: rows = methods, columns = test
+environments); ``html`` by ``html_report`` from the same summary rows.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -21,10 +28,10 @@ from typing import Any
 from tabulate import tabulate
 
 from oodbench.errors import UsageError
-from oodbench.selection import RULES
+from oodbench.selection import RULES, Candidate, choose
 from oodbench.store import STORE_NAME, Store
 
-FORMATS = ("table", "markdown", "json", "csv", "html")
+FORMATS = ("table", "markdown", "latex", "json", "csv", "html")
 METRICS = ("acc", "gap", "worst_group_acc", "avg_group_acc", "id_acc")
 HEADERS = {"acc": "acc %", "gap": "gap pp", "worst_group_acc": "worst-group %", "avg_group_acc": "avg-group %",
            "id_acc": "ID acc %"}
@@ -33,6 +40,8 @@ IDENTITY = ("dataset", "backbone", "algorithm", "target")
 
 @dataclass
 class Stat:
+    """Mean, sample std and count of one metric over trials; ``se`` is the standard error of the mean."""
+
     mean: float
     std: float
     n: int
@@ -41,10 +50,14 @@ class Stat:
     def of(cls, values: list[float]) -> Stat:
         return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
 
+    @property
+    def se(self) -> float:
+        return self.std / math.sqrt(self.n)
+
     def text(self, scale: float) -> str:
         if self.n == 1:
             return f"{self.mean * scale:.1f}"
-        return f"{self.mean * scale:.1f} ± {self.std * scale:.1f}"
+        return f"{self.mean * scale:.1f} ± {self.se * scale:.1f}"
 
 
 def open_store(run_dir: Path) -> Store:
@@ -53,57 +66,76 @@ def open_store(run_dir: Path) -> Store:
     return Store.in_dir(run_dir)
 
 
-def swept_hparams(cells: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per cell, the hyperparameters (short name -> value) that differ between cells of the same identity:
-    the axes of a sweep, which label the rows and which the HTML report plots against."""
-    by_identity: dict[tuple, list[str]] = defaultdict(list)
-    for key, cell in cells.items():
-        by_identity[tuple(cell[k] for k in IDENTITY)].append(key)
-    swept = {}
-    for keys in by_identity.values():
-        flat = {k: {f"{sec}.{name}": v for sec, values in cells[k]["hparams"].items() for name, v in values.items()}
-                for k in keys}
-        varying = sorted({n for f in flat.values() for n in f if len({json.dumps(g.get(n)) for g in flat.values()}) > 1})
-        for k in keys:
-            swept[k] = {n.split(".", 1)[1]: flat[k].get(n) for n in varying}
-    return swept
+def variant_label(variant: dict[str, Any]) -> str:
+    """The ``hparams`` column of a user sweep's row, e.g. ``lr=0.001``."""
+    return ", ".join(f"{n}={v}" for n, v in sorted(variant.items()))
 
 
-def variant_label(swept: dict[str, Any]) -> str:
-    """The ``hparams`` column of a sweep's row, e.g. ``lr=0.001``."""
-    return ", ".join(f"{n}={v}" for n, v in swept.items())
+def _curve_index(store: Store) -> tuple[dict[str, dict[int, dict[str, float]]], dict[str, dict[str, tuple[str, str]]]]:
+    """Per training: accuracy per epoch and split, and each split's (role, part)."""
+    accs: dict[str, dict[int, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    roles: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
+    for row in store.curves():
+        accs[row["training"]][row["epoch"]][row["split"]] = row["acc"]
+        roles[row["training"]][row["split"]] = (row["role"], row["part"])
+    return accs, roles
+
+
+def choices(store: Store, selection: str) -> list[dict[str, Any]]:
+    """What ``selection`` picked in every trial: per (identity, variant, trial), the chosen cell, its
+    configuration and epoch, the score it won with and how many configurations it was chosen from."""
+    if selection not in RULES:
+        raise UsageError(f"--selection {selection!r}: unknown (allowed: {', '.join(RULES)})")
+    rule = RULES[selection]
+    accs, roles = _curve_index(store)
+    trainings = store.trainings()
+    trials: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for cell in store.cells("done"):
+        if cell["training"] in trainings:
+            trials[(*(cell[k] for k in IDENTITY), variant_label(cell["variant"]), cell["seed"])].append(cell)
+    picked = []
+    for key, cells in sorted(trials.items()):
+        candidates = [Candidate(c["config"], c["key"], trainings[c["training"]], accs[c["training"]],
+                                roles[c["training"]]) for c in cells]
+        choice = choose(rule, candidates)
+        if choice is None:
+            continue
+        cell = next(c for c in cells if c["key"] == choice.candidate.key)
+        picked.append({"trial": key, "cell": cell, "config": choice.candidate.config, "epoch": choice.epoch,
+                       "score": choice.score, "configs": len(cells), "candidates": [c["key"] for c in cells]})
+    return picked
 
 
 def summarize(store: Store, selection: str) -> list[dict[str, Any]]:
-    """Aggregate rows over seeds for every test environment."""
-    if selection not in RULES:
-        raise UsageError(f"--selection {selection!r}: unknown (allowed: {', '.join(RULES)})")
-    cells: dict[str, dict[str, Any]] = {}
-    tests: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    id_accs: dict[str, list[float]] = defaultdict(list)
-    for row in store.results(selection):
-        cells[row["cell"]] = row
-        if row["role"] == "test" and row["part"] == "main":
-            tests[row["cell"]][row["env"]] = row
-        elif row["role"] == "train" and row["part"] == "holdout":
-            id_accs[row["cell"]].append(row["acc"])
-    swept = swept_hparams(cells)
-    groups: dict[tuple, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-    for cell, envs in tests.items():
-        for env, row in envs.items():
-            groups[(*(cells[cell][k] for k in IDENTITY), variant_label(swept[cell]), env)].append((cell, row))
+    """Aggregate the picked networks' results over trials for every test environment."""
+    picked = choices(store, selection)
+    results: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in store.results(RULES[selection].checkpoint):
+        results[row["cell"]].append(row)
+    groups: dict[tuple, list[tuple[dict[str, Any], dict[str, Any], float | None]]] = defaultdict(list)
+    for pick in picked:
+        rows = results[pick["cell"]["key"]]
+        ids = [r["acc"] for r in rows if r["role"] == "train" and r["part"] == "idtest"]
+        id_acc = statistics.fmean(ids) if ids else None
+        for row in rows:
+            if row["role"] == "test" and row["part"] == "main":
+                groups[(*pick["trial"][:-1], row["env"])].append((pick, row, id_acc))
     summary = []
     for key in sorted(groups):
         members = groups[key]
         row: dict[str, Any] = dict(zip((*IDENTITY, "hparams", "env"), key))
         row["selection"] = selection
-        row["seeds"] = sorted(cells[c]["seed"] for c, _ in members)
-        row["cells"] = sorted(c for c, _ in members)
-        row["swept"] = swept[members[0][0]]
+        row["seeds"] = [pick["cell"]["seed"] for pick, _, _ in members]
+        row["cells"] = [pick["cell"]["key"] for pick, _, _ in members]
+        row["candidates"] = sorted(key for pick, _, _ in members for key in pick["candidates"])
+        row["configs"] = [pick["config"] for pick, _, _ in members]
+        row["epochs"] = [pick["epoch"] for pick, _, _ in members]
+        row["searched"] = max(pick["configs"] for pick, _, _ in members)
+        row["swept"] = members[0][0]["cell"]["variant"]
         row["ceiling"] = members[0][1]["ceiling"]
         for metric in METRICS[:4]:
-            row[metric] = Stat.of([r[metric] for _, r in members])
-        ids = [statistics.fmean(id_accs[c]) for c, _ in members if id_accs[c]]
+            row[metric] = Stat.of([r[metric] for _, r, _ in members])
+        ids = [id_acc for _, _, id_acc in members if id_acc is not None]
         row["id_acc"] = Stat.of(ids) if ids else None
         summary.append(row)
     return summary
@@ -114,21 +146,42 @@ def scale(metric: str) -> float:
     return 1.0 if metric == "gap" else 100.0
 
 
-def table_rows(summary: list[dict[str, Any]], show_selection: bool) -> tuple[list[str], list[list[str]]]:
-    """Headers and text cells of the leaderboard table, shared by every text format and the HTML page."""
+def _text(stat: Stat | None, metric: str) -> str:
+    return stat.text(scale(metric)) if stat else "-"
+
+
+def rule_table(summary: list[dict[str, Any]]) -> tuple[str, list[str], list[list[str]]]:
+    """One rule's table in DomainBed's shape: a row per method (and sweep variant), a column group per test
+    environment; identity columns that are the same on every row move into the returned caption."""
+    envs = list(dict.fromkeys(r["env"] for r in summary))
+    varying = [k for k in IDENTITY if k == "algorithm" or len({r[k] for r in summary}) > 1]
+    constant = [str(summary[0][k]) for k in IDENTITY if k not in varying] if summary else []
     show_variant = any(r["hparams"] for r in summary)
-    headers = [*IDENTITY, *(["hparams"] if show_variant else []), "env", *(["selection"] if show_selection else []),
-               "seeds", *(HEADERS[m] for m in METRICS)]
-    rows = []
+    per_env = ("acc", "gap", "worst_group_acc", "avg_group_acc") if len(envs) == 1 else ("acc", "worst_group_acc")
+    headers = [*varying, *(["hparams"] if show_variant else []),
+               *(f"{env} {HEADERS[m]}" if len(envs) > 1 else HEADERS[m] for env in envs for m in per_env),
+               HEADERS["id_acc"], "n", "configs"]
+    rows: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in summary:
-        values = [r[m].text(scale(m)) if r[m] else "-" for m in METRICS]
-        rows.append([*(r[k] for k in IDENTITY), *([r["hparams"]] if show_variant else []), r["env"],
-                     *([r["selection"]] if show_selection else []), str(len(r["seeds"])), *values])
-    return headers, rows
+        rows[(*(r[k] for k in varying), r["hparams"])][r["env"]] = r
+    out = []
+    for key, by_env in rows.items():
+        first = next(iter(by_env.values()))
+        cells = [_text(by_env[env][m], m) if env in by_env else "-" for env in envs for m in per_env]
+        out.append([*key[:len(varying)], *([key[-1] or "-"] if show_variant else []), *cells,
+                    _text(first["id_acc"], "id_acc"), str(len(first["seeds"])), str(first["searched"])])
+    return " · ".join(constant), headers, out
+
+
+def rule_heading(selection: str, summary: list[dict[str, Any]]) -> str:
+    """What a rule's table shows, in words: the rule, the statistic and the trial count."""
+    counts = sorted({len(r["seeds"]) for r in summary})
+    n = ", ".join(map(str, counts)) or "0"
+    return f"selection {selection}: {RULES[selection].description}; mean ± SE over trials (n = {n})"
 
 
 def _stat_dict(stat: Stat | None) -> dict[str, float] | None:
-    return None if stat is None else {"mean": stat.mean, "std": stat.std, "n": stat.n}
+    return None if stat is None else {"mean": stat.mean, "std": stat.std, "se": stat.se, "n": stat.n}
 
 
 def side_by_side(store: Store, selections: Sequence[str]) -> list[dict[str, Any]]:
@@ -138,8 +191,30 @@ def side_by_side(store: Store, selections: Sequence[str]) -> list[dict[str, Any]
                   key=lambda r: (*(r[k] for k in (*IDENTITY, "hparams", "env")), order[r["selection"]]))
 
 
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "±": r"$\pm$"}
+
+
+def _latex(selection: str, summary: list[dict[str, Any]]) -> str:
+    """A booktabs ``table`` for a paper; tabulate escapes the cells, the caption is escaped here alike."""
+    caption, headers, rows = rule_table(summary)
+    body = tabulate(rows, headers=headers, tablefmt="latex_booktabs", disable_numparse=True).replace("±", r"$\pm$")
+    text = rule_heading(selection, summary) + (f"; {caption}" if caption else "")
+    text = "".join(LATEX_SPECIAL.get(ch, ch) for ch in text)
+    return "\n".join([r"\begin{table}[t]", r"\centering", body, rf"\caption{{{text}}}",
+                      rf"\label{{tab:oodbench-{selection.replace('_', '-')}}}", r"\end{table}"])
+
+
+def _cell_lines(cells: list[dict[str, Any]], title: str) -> list[str]:
+    if not cells:
+        return []
+    return ["", f"{len(cells)} {title}:"] + [
+        f"  {c['dataset']}/{c['backbone']}/{c['algorithm']}/{c['target']}/seed{c['seed']}"
+        f"{'/config' + str(c['config']) if c['config'] else ''}: {c['error']}" for c in cells]
+
+
 def render(store: Store, fmt: str, selections: str | Sequence[str]) -> str:
-    """The report of a run in ``fmt``, under one selection rule or several side by side."""
+    """The report of a run in ``fmt``: one table per selection rule (long rows in json and csv)."""
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: unknown (allowed: {', '.join(FORMATS)})")
     selections = [selections] if isinstance(selections, str) else list(selections)
@@ -147,38 +222,39 @@ def render(store: Store, fmt: str, selections: str | Sequence[str]) -> str:
         from oodbench.html_report import render_html
 
         return render_html(store, selections)
-    summary = side_by_side(store, selections)
     failed, skipped = store.cells("failed"), store.cells("skipped")
     if fmt == "json":
+        summary = side_by_side(store, selections)
         return json.dumps({
             "selections": selections, "selection_rules": {name: RULES[name].description for name in selections},
-            "rows": [{**{k: r[k] for k in (*IDENTITY, "hparams", "env", "selection", "seeds")},
+            "statistic": "mean, sample std and standard error (se) over trials",
+            "rows": [{**{k: r[k] for k in (*IDENTITY, "hparams", "env", "selection", "seeds", "configs", "epochs",
+                                           "searched")},
                       **{m: _stat_dict(r[m]) for m in METRICS}} for r in summary],
-            "failed": [{k: c[k] for k in (*IDENTITY, "seed", "error")} for c in failed],
-            "skipped": [{k: c[k] for k in (*IDENTITY, "seed", "error")} for c in skipped],
+            "failed": [{k: c[k] for k in (*IDENTITY, "seed", "config", "error")} for c in failed],
+            "skipped": [{k: c[k] for k in (*IDENTITY, "seed", "config", "error")} for c in skipped],
             "meta": store.meta(), "plugins": store.plugin_versions(),
         }, indent=2)
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow([*IDENTITY, "hparams", "env", "selection", "seeds",
-                         *(f"{m}_{s}" for m in METRICS for s in ("mean", "std", "n"))])
-        for r in summary:
-            stats = [v for m in METRICS for v in ((r[m].mean, r[m].std, r[m].n) if r[m] else ("", "", ""))]
+        writer.writerow([*IDENTITY, "hparams", "env", "selection", "seeds", "configs", "searched",
+                         *(f"{m}_{s}" for m in METRICS for s in ("mean", "std", "se", "n"))])
+        for r in side_by_side(store, selections):
+            stats = [v for m in METRICS for v in ((r[m].mean, r[m].std, r[m].se, r[m].n) if r[m] else ("",) * 4)]
             writer.writerow([*(r[k] for k in IDENTITY), r["hparams"], r["env"], r["selection"],
-                             " ".join(map(str, r["seeds"])), *stats])
+                             " ".join(map(str, r["seeds"])), " ".join(map(str, r["configs"])), r["searched"], *stats])
         return out.getvalue()
-    headers, rows = table_rows(summary, show_selection=len(selections) > 1)
-    table = tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
-                     disable_numparse=True)
-    rules = "; ".join(f"{name}: {RULES[name].description}" for name in selections)
-    lines = [f"selection {rules}; mean ± std over seeds", "", table]
-    if failed:
-        lines += ["", f"{len(failed)} failed cell(s):"]
-        lines += [f"  {c['dataset']}/{c['backbone']}/{c['algorithm']}/{c['target']}/seed{c['seed']}: {c['error']}"
-                  for c in failed]
-    if skipped:
-        lines += ["", f"{len(skipped)} skipped cell(s):"]
-        lines += [f"  {c['dataset']}/{c['backbone']}/{c['algorithm']}/{c['target']}/seed{c['seed']}: {c['error']}"
-                  for c in skipped]
-    return "\n".join(lines)
+    blocks = []
+    for selection in selections:
+        summary = summarize(store, selection)
+        if fmt == "latex":
+            blocks.append(_latex(selection, summary))
+            continue
+        caption, headers, rows = rule_table(summary)
+        table = tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
+                         disable_numparse=True)
+        blocks.append("\n".join([rule_heading(selection, summary) + (f"; {caption}" if caption else ""), "", table]))
+    lines = ["\n\n".join(blocks)]
+    lines += _cell_lines(failed, "failed cell(s)") + _cell_lines(skipped, "skipped cell(s)")
+    return "\n".join(lines) if fmt != "latex" else lines[0]

@@ -151,7 +151,30 @@ def _spec_hashes(plugins: PluginSet, cells: list[Cell]) -> dict[str, str | None]
 def _plan_record(options: RunOptions) -> dict:
     o = options.overrides
     return {"matrix": options.matrix, "filters": o.filters, "seeds": o.seeds, "epochs": o.epochs,
-            "sets": [list(item) for item in o.sets]}
+            "sets": [list(item) for item in o.sets], "n_hparams": o.n_hparams, "trials": o.trials}
+
+
+def check_unchanged(store: Store, plugins: PluginSet, specs: dict[str, str | None]) -> None:
+    """Refuse to add results to a run whose finished cells came from other data or other plugin versions:
+    the report would average the two without a word."""
+    stored = store.meta().get("dataset_specs", {})
+    for name, spec in specs.items():
+        if name in stored and stored[name] != spec:
+            raise UsageError(f"--resume: dataset {name}'s spec changed since this run started "
+                             f"({str(stored[name])[:12]} -> {str(spec)[:12]}); its finished cells used the old data: "
+                             f"restore the spec or run into a new --out")
+    seen = set()
+    for cell_plugins in store.cell_plugins().values():
+        for kind, used in cell_plugins.items():
+            registry = plugins.registry(f"{kind}s")
+            if (kind, used["name"]) in seen or used["name"] not in registry:
+                continue
+            seen.add((kind, used["name"]))
+            dist, version = plugins.dist_of(f"{kind}s", used["name"])
+            if (dist, version) != (used["dist"], used["version"]):
+                raise UsageError(f"--resume: {kind} {used['name']!r} is now {dist} {version}; this run's finished "
+                                 f"cells used {used['dist']} {used['version']}: reinstall that version or run into a "
+                                 f"new --out")
 
 
 def _stored_plan(run_dir: Path) -> tuple[str | None, Overrides] | None:
@@ -163,7 +186,8 @@ def _stored_plan(run_dir: Path) -> tuple[str | None, Overrides] | None:
     if plan is None:
         return None
     return plan["matrix"], Overrides(filters=plan["filters"], seeds=plan["seeds"], epochs=plan["epochs"],
-                                     sets=[tuple(item) for item in plan["sets"]])
+                                     sets=[tuple(item) for item in plan["sets"]], n_hparams=plan.get("n_hparams"),
+                                     trials=plan.get("trials"))
 
 
 def run_matrix(options: RunOptions) -> RunSummary:
@@ -194,7 +218,10 @@ def run_matrix(options: RunOptions) -> RunSummary:
     by_key = {c.key: c for c in cells}
     with RunLock(run_dir), Store.in_dir(run_dir) as store:
         started = {"resumed_at": time.time()} if exists else {"created_at": time.time(), "plan": _plan_record(options)}
-        specs = store.meta().get("dataset_specs", {}) | _spec_hashes(plugins, cells)
+        current = _spec_hashes(plugins, cells)
+        if exists:
+            check_unchanged(store, plugins, current)
+        specs = store.meta().get("dataset_specs", {}) | current
         store.set_meta(started | {"argv": options.argv, "matrix": matrix.as_dict(), "versions": _versions(),
                                   "executor": options.executor, "device": options.device, "dataset_specs": specs})
         store.plan(cells)

@@ -1,12 +1,15 @@
 """The results store: one SQLite file per run directory (WAL, one transaction per finished result).
 
 Tables: ``meta`` (run configuration and versions), ``cells`` (every planned
-cell with status pending/done/failed/skipped, its hyperparameters and error),
-``trainings`` (one per trained network, the epochs each rule selected),
-``curves`` and ``train_stats`` (per-epoch metrics and losses), ``results``
-(each cell's metrics per selection rule and split) and ``plugins`` (the
-distribution and version of every plugin that took part in a cell).
-JSON and CSV are exports of this, never the other way round.
+cell with status pending/done/failed/skipped, its search configuration, the
+values of the user's sweeps, its hyperparameters and error), ``trainings``
+(one per trained network, the epoch of each tracked checkpoint), ``curves``
+and ``train_stats`` (per-epoch metrics and losses), ``results`` (each cell's
+metrics per checkpoint and split, as its target runs them) and ``plugins``
+(the distribution and version of every plugin that took part in a cell).
+Selection over configurations happens in reports, from these tables. JSON
+and CSV are exports of this, never the other way round. A store written by
+another layout (``SCHEMA_VERSION``) is refused, not misread.
 """
 
 from __future__ import annotations
@@ -17,18 +20,25 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from oodbench.matrix import Cell
-from oodbench.metrics import EnvMetrics
-from oodbench.train import CellResult, TrainingResult
+from typing import TYPE_CHECKING
+
+from oodbench.errors import UsageError
+
+if TYPE_CHECKING:  # reading a store needs neither torch nor the plugins
+    from oodbench.matrix import Cell
+    from oodbench.metrics import EnvMetrics
+    from oodbench.train import CellResult, TrainingResult
 
 STORE_NAME = "results.sqlite"
+SCHEMA_VERSION = 2
+"""SQLite ``user_version`` of this layout; 2 added search configurations and per-checkpoint results."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cells (
     key TEXT PRIMARY KEY, training TEXT NOT NULL, dataset TEXT NOT NULL, backbone TEXT NOT NULL,
-    algorithm TEXT NOT NULL, target TEXT NOT NULL, seed INTEGER NOT NULL, hparams TEXT NOT NULL,
-    status TEXT NOT NULL, error TEXT, selected TEXT, duration_s REAL, updated_at REAL NOT NULL);
+    algorithm TEXT NOT NULL, target TEXT NOT NULL, seed INTEGER NOT NULL, config INTEGER NOT NULL,
+    variant TEXT NOT NULL, hparams TEXT NOT NULL, status TEXT NOT NULL, error TEXT, selected TEXT, duration_s REAL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS trainings (
     key TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT, selected TEXT, duration_s REAL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS curves (
@@ -39,9 +49,9 @@ CREATE TABLE IF NOT EXISTS train_stats (
     training TEXT NOT NULL, epoch INTEGER NOT NULL, name TEXT NOT NULL, value REAL,
     PRIMARY KEY (training, epoch, name));
 CREATE TABLE IF NOT EXISTS results (
-    cell TEXT NOT NULL, selection TEXT NOT NULL, epoch INTEGER NOT NULL, split TEXT NOT NULL, env TEXT NOT NULL,
+    cell TEXT NOT NULL, checkpoint TEXT NOT NULL, epoch INTEGER NOT NULL, split TEXT NOT NULL, env TEXT NOT NULL,
     role TEXT NOT NULL, part TEXT NOT NULL, acc REAL, gap REAL, worst_group_acc REAL, avg_group_acc REAL,
-    group_acc TEXT, n INTEGER, ceiling REAL, PRIMARY KEY (cell, selection, split));
+    group_acc TEXT, n INTEGER, ceiling REAL, PRIMARY KEY (cell, checkpoint, split));
 CREATE TABLE IF NOT EXISTS plugins (
     cell TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, dist TEXT NOT NULL, version TEXT NOT NULL,
     PRIMARY KEY (cell, kind));
@@ -63,7 +73,14 @@ class Store:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        tables = self.db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        if version != SCHEMA_VERSION and (version or tables):
+            self.db.close()
+            raise UsageError(f"{self.path}: written by another oodbench store layout (version {version}, this oodbench "
+                             f"reads {SCHEMA_VERSION}); rerun it into a new --out")
         self.db.executescript(SCHEMA)
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @classmethod
     def in_dir(cls, run_dir: Path) -> Store:
@@ -91,10 +108,11 @@ class Store:
         now = time.time()
         with self.db:
             self.db.executemany(
-                "INSERT OR IGNORE INTO cells (key, training, dataset, backbone, algorithm, target, seed, hparams,"
-                " status, error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(c.key, c.training_key, c.dataset, c.backbone, c.algorithm, c.target, c.seed,
-                  json.dumps(c.hparams(), sort_keys=True), "skipped" if c.skip_reason else "pending",
+                "INSERT OR IGNORE INTO cells (key, training, dataset, backbone, algorithm, target, seed, config, variant,"
+                " hparams, status, error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(c.key, c.training_key, c.dataset, c.backbone, c.algorithm, c.target, c.seed, c.config,
+                  json.dumps(c.variant, sort_keys=True), json.dumps(c.hparams(), sort_keys=True),
+                  "skipped" if c.skip_reason else "pending",
                   c.skip_reason, now) for c in cells])
 
     def record_training(self, result: TrainingResult) -> None:
@@ -135,22 +153,30 @@ class Store:
         return {r["key"]: r["status"] for r in self.db.execute("SELECT key, status FROM cells")}
 
     def finished_training(self, key: str) -> dict[str, int] | None:
-        """The selected epochs of a training that completed, or None."""
+        """The checkpoint epochs of a training that completed, or None."""
         row = self.db.execute("SELECT selected FROM trainings WHERE key = ? AND status = 'done'", (key,)).fetchone()
         return json.loads(row["selected"]) if row else None
 
-    def cells(self, status: str | None = None) -> list[dict[str, Any]]:
-        query = "SELECT * FROM cells" + (" WHERE status = ?" if status else "") + " ORDER BY dataset, backbone, algorithm, target, seed"
-        rows = self.db.execute(query, (status,) if status else ())
-        return [dict(r) | {"hparams": json.loads(r["hparams"])} for r in rows]
+    def trainings(self) -> dict[str, dict[str, int]]:
+        """Per finished training, the epoch of each tracked checkpoint."""
+        rows = self.db.execute("SELECT key, selected FROM trainings WHERE status = 'done'")
+        return {r["key"]: json.loads(r["selected"]) for r in rows}
 
-    def results(self, selection: str) -> list[dict[str, Any]]:
-        """Result rows of done cells under ``selection``, joined with their cell's identity."""
+    def cells(self, status: str | None = None) -> list[dict[str, Any]]:
+        query = ("SELECT * FROM cells" + (" WHERE status = ?" if status else "")
+                 + " ORDER BY dataset, backbone, algorithm, target, seed, config")
+        rows = self.db.execute(query, (status,) if status else ())
+        return [dict(r) | {"hparams": json.loads(r["hparams"]), "variant": json.loads(r["variant"])} for r in rows]
+
+    def results(self, checkpoint: str) -> list[dict[str, Any]]:
+        """Result rows of done cells at ``checkpoint``, joined with their cell's identity."""
         rows = self.db.execute(
-            "SELECT c.key AS cell, c.dataset, c.backbone, c.algorithm, c.target, c.seed, c.hparams, r.* "
-            "FROM results r JOIN cells c ON c.key = r.cell WHERE c.status = 'done' AND r.selection = ? "
-            "ORDER BY c.dataset, c.backbone, c.algorithm, c.target, c.seed, r.split", (selection,))
-        return [dict(r) | {"hparams": json.loads(r["hparams"]), "group_acc": json.loads(r["group_acc"])} for r in rows]
+            "SELECT c.key AS cell, c.training, c.dataset, c.backbone, c.algorithm, c.target, c.seed, c.config, "
+            "c.variant, c.hparams, r.* FROM results r JOIN cells c ON c.key = r.cell "
+            "WHERE c.status = 'done' AND r.checkpoint = ? "
+            "ORDER BY c.dataset, c.backbone, c.algorithm, c.target, c.seed, c.config, r.split", (checkpoint,))
+        return [dict(r) | {"hparams": json.loads(r["hparams"]), "variant": json.loads(r["variant"]),
+                           "group_acc": json.loads(r["group_acc"])} for r in rows]
 
     def curves(self, training: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT * FROM curves" + (" WHERE training = ?" if training else "") + " ORDER BY training, epoch, split"

@@ -12,7 +12,7 @@ from oodbench.plugins import reset_plugins
 
 SMALL_COLORED_MNIST = """
 description = "colored_mnist, 500 images per environment: a quick end-to-end run"
-images = "train"
+images = "both"
 size = 28
 layout = "red_green"
 swap_channels = [1, 0]
@@ -52,13 +52,13 @@ attribute = { relation = "label", flip = 0.9 }
 [[environments]]
 name = "source"
 role = "source"
-start = 0
-stop = 1_000
+start = 60_000
+stop = 61_000
 noise = 0.0
 transforms = ["grayscale"]
 attribute = { relation = "uniform" }
 """
-"""``colored_mnist``'s construction on 500 images per environment (and a 1 000-image grayscale ``source``)."""
+"""``colored_mnist``'s construction on 500 images per environment (and a grayscale ``source`` of 1 000 MNIST test images)."""
 
 
 def write_small_colored_mnist(directory: Path, name: str) -> str:

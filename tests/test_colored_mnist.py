@@ -89,7 +89,7 @@ def test_the_spec_builds_the_hand_coded_environments_byte_for_byte(envs, seed1, 
 
 def test_environments_follow_the_report(envs):
     assert [(e.name, e.role, len(e)) for e in envs] == [
-        *((n, r, 20_000) for n, (_, _, r) in EXPECTED.items()), ("source", "source", 40_000)]
+        *((n, r, 20_000) for n, (_, _, r) in EXPECTED.items()), ("source", "source", 10_000)]
     for env in envs:
         assert env.x.shape[1:] == (2, 28, 28) and env.x.dtype == torch.uint8
         assert env.y.dtype == env.attribute.dtype == env.group.dtype == torch.int64
@@ -120,11 +120,11 @@ def test_groups_are_label_times_color(envs):
         assert bool((torch.bincount(env.group, minlength=4) > 0).all())
 
 
-def test_source_is_plain_digits_of_the_training_images_with_clean_labels(envs, real):
+def test_source_is_plain_digits_of_the_mnist_test_images_with_clean_labels(envs, real):
+    """Issue 15: the source is MNIST's 10 000 test images, which no train or test environment uses."""
     source = envs[3]
-    digits = real.train_x[:40_000]
-    assert torch.equal(source.x[:, 0], digits) and torch.equal(source.x[:, 1], digits)
-    assert torch.equal(source.y, (real.train_y[:40_000] >= 5).long())
+    assert torch.equal(source.x[:, 0], real.test_x) and torch.equal(source.x[:, 1], real.test_x)
+    assert torch.equal(source.y, (real.test_y >= 5).long())
 
 
 def test_swap_channels_turns_red_into_green_exactly(envs, dataset):

@@ -23,9 +23,9 @@ def _stored(run_dir):
     """Every stored metric of every cell and every training curve, keyed so runs can be compared."""
     with Store.in_dir(run_dir) as store:
         assert {c["status"] for c in store.cells()} == {"done"}
-        results = {(r["cell"], r["selection"], r["split"]): (r["epoch"], r["acc"], r["gap"], r["worst_group_acc"],
-                                                             r["avg_group_acc"], r["n"])
-                   for rule in ("last", "val", "oracle") for r in store.results(rule)}
+        results = {(r["cell"], r["checkpoint"], r["split"]): (r["epoch"], r["acc"], r["gap"], r["worst_group_acc"],
+                                                              r["avg_group_acc"], r["n"])
+                   for checkpoint in ("last", "best_val", "best_test") for r in store.results(checkpoint)}
         curves = {(c["training"], c["epoch"], c["split"]): c["acc"] for c in store.curves()}
         executor = store.meta()["executor"]
     return results, curves, executor

@@ -16,14 +16,15 @@ from oodbench.explain import Panel, class_activation_maps, draw, last_conv, sele
 pytest.importorskip("pytorch_grad_cam", reason="oodbench explain needs the explain extra (grad-cam)")
 
 
-def cell(key, algorithm="erm", seed=0, status="done", lr=1e-3):
+def cell(key, algorithm="erm", seed=0, status="done", lr=1e-3, variant=None, config=0):
     return {"key": key, "status": status, "dataset": "digit_color_shift", "backbone": "lenet",
-            "algorithm": algorithm, "target": "float", "seed": seed,
+            "algorithm": algorithm, "target": "float", "seed": seed, "config": config, "variant": variant or {},
             "hparams": {"training": {}, "algorithm": {"lr": lr}, "backbone": {}, "target": {}}}
 
 
-CELLS = [cell("aa11", "erm", 0), cell("aa22", "erm", 1), cell("bb33", "rsc", 0, lr=1e-3),
-         cell("bb44", "rsc", 0, lr=1e-2), cell("cc55", "irm", 0, status="failed")]
+CELLS = [cell("aa11", "erm", 0), cell("aa22", "erm", 1), cell("bb33", "rsc", 0, lr=1e-3, variant={"lr": 1e-3}),
+         cell("bb44", "rsc", 0, lr=1e-2, variant={"lr": 1e-2}), cell("cc55", "irm", 0, status="failed"),
+         cell("dd66", "vrex", 0), cell("dd77", "vrex", 0, lr=3e-4, config=1)]
 
 
 @pytest.mark.parametrize("selector, key", [
@@ -40,6 +41,8 @@ def test_an_ambiguous_selector_lists_the_candidates_with_their_swept_values():
         select_cell(CELLS, "digit_color_shift/lenet/rsc")
     message = str(info.value)
     assert "matches 2 cells" in message and "bb33" in message and "[lr=0.01]" in message and "\n" not in message
+    with pytest.raises(UsageError, match=r"dd77 digit_color_shift/lenet/vrex/float/seed0 \[config 1\]"):
+        select_cell(CELLS, "digit_color_shift/lenet/vrex")
 
 
 @pytest.mark.parametrize("selector", ["cc5", "digit_color_shift/lenet/irm", "zz", "digit_color_shift/cnn"])

@@ -1,7 +1,8 @@
 """``oodbench report --format html``: a self-contained page, checked as HTML and loaded in headless Chromium.
 
-The run is hand-made in a real SQLite store (no training): two algorithms,
-a learning-rate sweep, two seeds, two epochs of curves, one failed cell.
+The run is hand-made in a real SQLite store (no training): two algorithms
+with a user's learning-rate sweep, a third with a random search over three
+configurations, two trials, two epochs of curves, one failed cell.
 """
 
 import base64
@@ -15,39 +16,50 @@ from store_support import SPLITS, VERSIONS
 from oodbench.cli import main
 from oodbench.matrix import Cell
 from oodbench.metrics import EnvMetrics
-from oodbench.report import render, summarize, table_rows
+from oodbench.report import render, rule_table, summarize
 from oodbench.store import Store
 from oodbench.train import CellResult, TrainingResult
 
 ALGORITHMS, RATES, SEEDS = ("erm", "irm"), (1e-3, 1e-1), (0, 1)
-TRAININGS = len(ALGORITHMS) * len(RATES) * len(SEEDS)
+SEARCHED = (1e-3, 3e-4, 2e-3)
+"""group_dro's three searched configurations (learning rates)."""
+TRAININGS = len(ALGORITHMS) * len(RATES) * len(SEEDS) + len(SEARCHED) * len(SEEDS)
+ROWS = len(ALGORITHMS) * len(RATES) + 1
 PNG = "data:image/png;base64,"
+CHECKPOINTS = {"last": 2, "best_val": 2, "best_test": 2}
 
 
 def _m(acc, worst):
     return EnvMetrics(acc, abs(acc - 0.75) * 100, worst, (acc + worst) / 2, {0: worst, 1: acc}, 100, 0.75)
 
 
-def _epoch(test_acc):
-    return {"train1": _m(0.85, 0.8), "train1/holdout": _m(0.84, 0.8), "test": _m(test_acc, test_acc / 2),
-            "test/holdout": _m(test_acc, test_acc / 2)}
+def _epoch(test_acc, val=0.84):
+    return {"train1": _m(0.85, 0.8), "train1/val": _m(val, 0.8), "train1/idtest": _m(0.83, 0.8),
+            "test": _m(test_acc, test_acc / 2), "test/holdout": _m(test_acc, test_acc / 2)}
+
+
+def _record(store, cell, curves):
+    store.plan([cell])
+    store.record_training(TrainingResult(cell.training_key, "done", splits=SPLITS, curves=curves, stats=[{}, {}],
+                                         selected=CHECKPOINTS))
+    store.record_cell(CellResult(cell.key, "done", selected=CHECKPOINTS,
+                                 results={k: curves[e - 1] for k, e in CHECKPOINTS.items()}, splits=SPLITS), VERSIONS)
 
 
 def make_run(run_dir):
     run_dir.mkdir()
     with Store.in_dir(run_dir) as store:
         store.set_meta({"matrix": {"name": "html-test"}, "versions": {"oodbench": "0.1.0"}})
-        for algorithm in ALGORITHMS:
-            for lr in RATES:
-                for seed in SEEDS:
-                    cell = Cell("colored_mnist", "cnn", algorithm, "float", seed, {"epochs": 2}, {"lr": lr}, {}, {})
-                    store.plan([cell])
-                    first, last = _epoch(0.2), _epoch(0.3 + lr + seed / 100)
-                    store.record_training(TrainingResult(cell.training_key, "done", splits=SPLITS,
-                                                         curves=[first, last], stats=[{}, {}],
-                                                         selected={"val": 2, "oracle": 2}))
-                    store.record_cell(CellResult(cell.key, "done", selected={"val": 2, "oracle": 2},
-                                                 results={"val": last, "oracle": last}, splits=SPLITS), VERSIONS)
+        for seed in SEEDS:
+            for algorithm in ALGORITHMS:
+                for lr in RATES:
+                    cell = Cell("colored_mnist", "cnn", algorithm, "float", seed, {"epochs": 2}, {"lr": lr}, {}, {},
+                                variant={"lr": lr})
+                    _record(store, cell, [_epoch(0.2), _epoch(0.3 + lr + seed / 100)])
+            for config, lr in enumerate(SEARCHED):  # validation prefers config 2, the test holdout config 1
+                cell = Cell("colored_mnist", "cnn", "group_dro", "float", seed, {"epochs": 2}, {"lr": lr}, {}, {},
+                            config=config)
+                _record(store, cell, [_epoch(0.2), _epoch([0.5, 0.7, 0.6][config], val=[0.8, 0.7, 0.9][config])])
         broken = Cell("colored_mnist", "cnn", "dann", "float", 0, {"epochs": 2}, {}, {}, {})
         store.plan([broken])
         store.record_cell(CellResult(broken.key, "failed", error="FloatingPointError: <loss> became nan"), VERSIONS)
@@ -86,7 +98,11 @@ def _png_size(uri):
     return struct.unpack(">II", data[16:24])
 
 
-def test_page_is_self_contained_with_table_plots_and_configuration(page):
+IMAGES = 1 + len(ALGORITHMS) + 1 + TRAININGS
+"""Bars, one sweep plot per swept algorithm, one search plot (group_dro against lr), a curve per training."""
+
+
+def test_page_is_self_contained_with_tables_plots_and_configuration(page):
     run_dir, path = page
     text = path.read_text()
     tags = Tags()
@@ -94,37 +110,36 @@ def test_page_is_self_contained_with_table_plots_and_configuration(page):
     assert not [t for t, _ in tags.tags if t in ("script", "link", "iframe", "object")]
     assert "http://" not in text and "https://" not in text
     images = [attrs["src"] for tag, attrs in tags.tags if tag == "img"]
-    assert len(images) == 1 + len(ALGORITHMS) + TRAININGS  # bars, one sweep plot per algorithm, curves
+    assert len(images) == IMAGES
     assert all(src.startswith(PNG) and min(_png_size(src)) > 100 for src in images)
     with Store.in_dir(run_dir) as store:
-        summary = [row for rule in ("val", "oracle") for row in summarize(store, rule)]
+        tables = {rule: rule_table(summarize(store, rule)) for rule in ("val", "oracle")}
         markdown = render(store, "markdown", ["val", "oracle"])
-    headers, rows = table_rows(summary, show_selection=True)
-    header, *body = tags.rows["leaderboard"]
-    assert header == headers and len(body) == len(summary) == 2 * len(ALGORITHMS) * len(RATES)
-    assert sorted(body) == sorted(rows)
-    assert all(f"| {row[-5]} " in markdown for row in body)  # acc % reads the same in markdown
+    for rule, (_, headers, rows) in tables.items():
+        header, *body = tags.rows[f"leaderboard-{rule}"]
+        assert header == headers and len(body) == ROWS and sorted(body) == sorted(rows)
+        assert all(f"| {row[2]} " in markdown for row in body)  # acc % reads the same in markdown
+    dro = {rule: next(r for r in tags.rows[f"leaderboard-{rule}"][1:] if r[0] == "group_dro") for rule in tables}
+    assert dro["val"][2] == "60.0 ± 0.0" and dro["oracle"][2] == "70.0 ± 0.0"  # config 2 vs config 1
     assert "lr=0.001" in text and "lr=0.1" in text
     assert "&lt;loss&gt; became nan" in text  # the failed cell, escaped
     assert len(tags.rows["cells"]) == 1 + TRAININGS + 1 and tags.rows["plugins"][1] == [
         "algorithm", "erm", "oodbench", "0.1.0"]
-    assert "html-test" in text and "Hyperparameter sweeps" in text
+    assert "html-test" in text and "Hyperparameter sweeps" in text and "Hyperparameter search" in text
+    assert "mean ± SE over trials (n = 2)" in text
 
 
-def test_no_sweep_section_without_a_sweep(tmp_path):
+def test_no_sweep_or_search_section_without_one(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     with Store.in_dir(run_dir) as store:
         cell = Cell("colored_mnist", "cnn", "erm", "float", 0, {"epochs": 2}, {"lr": 1e-3}, {}, {})
-        store.plan([cell])
-        store.record_training(TrainingResult(cell.training_key, "done", splits=SPLITS, curves=[_epoch(0.2)],
-                                             stats=[{}], selected={"val": 1}))
-        store.record_cell(CellResult(cell.key, "done", selected={"val": 1}, results={"val": _epoch(0.2)},
-                                     splits=SPLITS), VERSIONS)
+        _record(store, cell, [_epoch(0.2), _epoch(0.3)])
     out = tmp_path / "elsewhere.html"
     assert main(["report", str(run_dir), "--format", "html", "--out", str(out)]) == 0
     text = out.read_text()
-    assert "Hyperparameter sweeps" not in text and text.count("<img ") == 2  # bars and one curve
+    assert "Hyperparameter sweeps" not in text and "Hyperparameter search" not in text
+    assert text.count("<img ") == 2  # bars and one curve
     assert not (run_dir / "report.html").exists()
 
 
@@ -170,11 +185,11 @@ def test_page_loads_in_chromium_with_its_table_and_images(page, browser):
 
     _, path = page
     assert problems(browser, path) == []
-    rows = browser.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr")
-    assert len(rows) == 2 * len(ALGORITHMS) * len(RATES)
-    assert rows[0].find_elements(By.TAG_NAME, "td")[0].text == "colored_mnist"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#leaderboard-val tbody tr")
+    assert len(rows) == ROWS
+    assert rows[0].find_elements(By.TAG_NAME, "td")[0].text == "erm"
     sizes = browser.execute_script("return Array.from(document.images).map(i => [i.naturalWidth, i.naturalHeight])")
-    assert len(sizes) == 1 + len(ALGORITHMS) + TRAININGS and all(w > 100 and h > 100 for w, h in sizes)
+    assert len(sizes) == IMAGES and all(w > 100 and h > 100 for w, h in sizes)
 
 
 def test_the_browser_check_catches_a_broken_page(tmp_path, browser):

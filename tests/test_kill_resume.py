@@ -55,7 +55,7 @@ def test_sigkill_mid_matrix_then_resume_keeps_every_finished_cell_once(tmp_path)
     assert process.wait(timeout=60) == -signal.SIGKILL
 
     done = _query(store, "SELECT key, updated_at, duration_s FROM cells WHERE status = 'done'")
-    kept = _query(store, "SELECT * FROM results ORDER BY cell, selection, split")
+    kept = _query(store, "SELECT * FROM results ORDER BY cell, checkpoint, split")
     statuses = [s for (s,) in _query(store, "SELECT status FROM cells")]
     assert len(statuses) == SEEDS and "pending" in statuses, f"killed too late to test anything: {statuses}"
 
@@ -68,10 +68,10 @@ def test_sigkill_mid_matrix_then_resume_keeps_every_finished_cell_once(tmp_path)
     # the cells finished before the kill are the very rows written then: not retrained, not rewritten
     assert {(key, updated, duration) for key, _, updated, duration in cells} >= set(done)
     done_keys = {key for key, _, _ in done}
-    assert [r for r in _query(store, "SELECT * FROM results ORDER BY cell, selection, split")
+    assert [r for r in _query(store, "SELECT * FROM results ORDER BY cell, checkpoint, split")
             if r[0] in done_keys] == kept
     # exactly once: one row per cell, rule and split; one training per seed with one curve row per epoch and split
-    per_cell = _query(store, "SELECT cell, count(*), count(DISTINCT selection || split) FROM results GROUP BY cell")
+    per_cell = _query(store, "SELECT cell, count(*), count(DISTINCT checkpoint || split) FROM results GROUP BY cell")
     assert len(per_cell) == SEEDS and all(n == distinct > 0 for _, n, distinct in per_cell)
     assert len({n for _, n, _ in per_cell}) == 1
     assert _query(store, "SELECT count(*), count(DISTINCT key) FROM trainings WHERE status = 'done'") == [(SEEDS, SEEDS)]

@@ -83,7 +83,7 @@ def test_a_planted_regression_in_the_store_fails(recorded, tmp_path, capsys):
     run_dir, baseline = recorded
     copy = _copy(run_dir, tmp_path)
     _sql(copy, "UPDATE results SET acc = acc - 0.05, gap = abs(acc - 0.05 - ceiling) * 100 "
-               "WHERE split = 'test' AND selection = 'val'")
+               "WHERE split = 'test' AND checkpoint = 'best_val'")
     code, out = _check(capsys, copy, baseline)
     assert code == 1, out
     moved = {line.split()[1]: line for line in out.splitlines() if line.startswith("colored_mnist/")}
@@ -161,7 +161,7 @@ def test_replicate_runs_merge_into_mean_and_spread(recorded, tmp_path, capsys):
     run_dir, _ = recorded
     low = _copy(run_dir, tmp_path)
     _sql(low, "UPDATE results SET acc = acc - 0.05, gap = abs(acc - 0.05 - ceiling) * 100 "
-              "WHERE split = 'test' AND selection = 'val'")
+              "WHERE split = 'test' AND checkpoint = 'best_val'")
     merged, single = tmp_path / "merged.json", tmp_path / "single.json"
     assert main(["leaderboard", "update", str(run_dir), str(low), "--baseline", str(merged)]) == 0
     assert "over 2 replicate runs" in capsys.readouterr().out
@@ -197,9 +197,9 @@ def _bad(tmp_path, name, text):
 @pytest.mark.parametrize("name, text, patterns", [
     ("absent.json", None, ["absent.json", "no such file", "leaderboard update"]),
     ("broken.json", "{", ["broken.json", "not valid JSON"]),
-    ("schema.json", '{"schema": 7}', ["schema.json", "'schema'", "must be 1"]),
-    ("rule.json", '{"schema": 1, "selection": "best"}', ["rule.json", "'selection'", "allowed: last, val, oracle"]),
-    ("entry.json", '{"schema": 1, "selection": "val", "tolerance_pp": 2, "entries": [{"dataset": "x"}]}',
+    ("schema.json", '{"schema": 7}', ["schema.json", "'schema'", "must be 2"]),
+    ("rule.json", '{"schema": 2, "selection": "best"}', ["rule.json", "'selection'", "allowed: val, oracle, oracle_epoch, last"]),
+    ("entry.json", '{"schema": 2, "selection": "val", "tolerance_pp": 2, "entries": [{"dataset": "x"}]}',
      ["entry.json", r"entries\[0\]", "expected: dataset, backbone"]),
 ])
 def test_bad_baselines_exit_2_with_one_line(tmp_path, capsys, name, text, patterns):

@@ -619,14 +619,16 @@ def test_swept_values_give_one_cell_each_and_two_sweeps_cross(plugins):
     assert len({c.training_key for c in cells}) == 6
 
 
-def test_the_report_labels_each_swept_cell_by_what_differs(plugins):
-    from oodbench.report import swept_hparams, variant_label
+def test_each_swept_cell_carries_the_values_its_sweeps_gave_it(plugins):
+    from oodbench.report import variant_label
 
-    cells = expand(matrix(seeds=[0, 1]), plugins, Overrides(sets=[parse_set("lr=1e-3,1e-2")]))
-    rows = {c.key: {"dataset": c.dataset, "backbone": c.backbone, "algorithm": c.algorithm, "target": c.target,
-                    "hparams": c.hparams()} for c in cells}
-    labels = {(c.seed, variant_label(swept_hparams(rows)[c.key])) for c in cells}
-    assert labels == {(s, f"lr={v}") for s in (0, 1) for v in (0.001, 0.01)}
+    cells = expand(matrix(seeds=[0, 1]), plugins, Overrides(sets=[parse_set("lr=1e-3,1e-2"),
+                                                                 parse_set("batch_size=32,64")]))
+    labels = {(c.seed, variant_label(c.variant)) for c in cells}
+    assert labels == {(s, f"batch_size={b}, lr={v}") for s in (0, 1) for v in (0.001, 0.01) for b in (32, 64)}
+    assert all(c.variant == {"lr": c.algorithm_hparams["lr"], "batch_size": c.training["batch_size"]} for c in cells)
+    plain = expand(matrix(), plugins, Overrides(n_hparams=3))
+    assert [c.variant for c in plain] == [{}, {}, {}]  # searched configurations are not a user's sweep
 
 
 def test_arrays_in_matrix_files_are_sweeps(plugins, tmp_path):

@@ -17,6 +17,7 @@ from oodbench.api import Dataset
 from oodbench.cli import main
 from oodbench.data import envcache
 from oodbench.data.catalog import PATH_ENV, SpecDataset, UnusableSpec, load_catalog, provides
+from oodbench.data.environments import build_environments, draw_coins
 from oodbench.data.mnist import MNIST, load_mnist
 from oodbench.data.render import apply_transforms, blend, downsample
 from oodbench.data.spec import load_spec
@@ -108,8 +109,12 @@ MALFORMED = {
                       r"one environment only"),
     "source-leaks-test": (TINY + '\n[[environments]]\nname = "src"\nrole = "source"\nstop = 900\n'
                           'attribute = { relation = "uniform" }\n',
-                          r"field 'environments\[2\]\.start' source slice 0:900:1 shares images with test",
-                          r"train images or unused"),
+                          r"field 'environments\[2\]\.start' source slice 0:900:1 shares images with train, test",
+                          r"pool positions no train, val or test environment uses"),
+    "source-reuses-train": (TINY + '\n[[environments]]\nname = "src"\nrole = "source"\nstart = 100\nstop = 200\n'
+                            'attribute = { relation = "uniform" }\n',
+                            r"field 'environments\[2\]\.start' source slice 100:200:1 shares images with train \(",
+                            r"pool positions no train, val or test environment uses"),
     "label-needs-two": (edit('values = ["red", "green"]', 'values = ["red", "green", "blue"]',
                              edit("swap_channels = [1, 0]\n", "")),
                         r"field 'environments\[0\]\.attribute\.values' is missing", r"needed because"),
@@ -236,6 +241,24 @@ def test_red_on_black_is_the_mnist_bytes_and_transforms(real):
     assert torch.equal(downsample(digits, 14), digits[:, ::2, ::2]) and downsample(digits, 14).shape[1:] == (14, 14)
     with pytest.raises(ValueError, match="blur"):
         apply_transforms(x, ("blur",))
+
+
+def test_adding_the_test_images_to_the_pool_changes_no_training_image_draw(tmp_path, real):
+    """``images = "both"`` draws the training images' coins first, so their environments stay byte-identical
+    (what lets colored_mnist take its source from MNIST's test images without changing train1/train2/test)."""
+    alone = load_spec(write(tmp_path, "alone", TINY))
+    both = load_spec(write(tmp_path, "both", edit('images = "train"', 'images = "both"')))
+    for seed in (0, 1):
+        for a, b in zip(build_environments(alone, seed, real), build_environments(both, seed, real)):
+            assert all(torch.equal(getattr(a, p), getattr(b, p)) for p in ("x", "y", "attribute", "group")), a.name
+
+
+def test_coins_are_drawn_per_base_set_train_first():
+    first, second = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    label, attribute = draw_coins([6, 3], first)
+    train_label, train_attribute, test_label, test_attribute = (torch.rand(n, generator=second) for n in (6, 6, 3, 3))
+    assert torch.equal(label, torch.cat([train_label, test_label]))
+    assert torch.equal(attribute, torch.cat([train_attribute, test_attribute]))
 
 
 def test_cache_is_read_back_and_a_spec_edit_invalidates_it(tmp_path, real):

@@ -68,6 +68,17 @@ def test_every_shipped_spec_is_valid_and_registered(shipped):
     assert all(isinstance(d, SpecDataset) for d in shipped.values())
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_source_environments_share_no_pool_position_with_train_val_or_test(shipped, name):
+    """Issue 15: a DANN source must not adapt on digits the method is trained, selected or evaluated on."""
+    envs = shipped[name].spec.environments
+    used = {p for e in envs if e.role != "source" for p in e.positions()}
+    for source in (e for e in envs if e.role == "source"):
+        assert used.isdisjoint(source.positions()), (name, source.name)
+    if name == "colored_mnist":
+        assert [e.positions() for e in envs if e.role == "source"] == [range(60_000, 70_000)]
+
+
 def check_label_colors(env: Environment, clean: torch.Tensor, noise: float, flip: float) -> None:
     """Labels flipped at ``noise`` from ``clean``; red (0) / green (1) disagreeing with the label at ``flip``."""
     n = len(env)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from oodbench import hookimpl
+from oodbench.api import Bounded
 
 
 class CNN(nn.Module):
@@ -19,6 +20,7 @@ class CNN(nn.Module):
 
     name = "cnn"
     defaults = {"width": 16, "hidden": 128}
+    search_space = {"width": Bounded(1, 1024), "hidden": Bounded(1, 65536)}
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 16, hidden: int = 128) -> None:
         super().__init__()

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from oodbench import hookimpl
+from oodbench.api import Bounded
 
 
 class MLP(nn.Module):
@@ -15,6 +16,7 @@ class MLP(nn.Module):
 
     name = "mlp"
     defaults = {"hidden": 256, "depth": 2}
+    search_space = {"hidden": Bounded(1, 65536), "depth": Bounded(1, 64)}
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, hidden: int = 256, depth: int = 2) -> None:
         super().__init__()

@@ -5,8 +5,13 @@ and an attribute coin per pool image (so an image has one noisy label in
 every environment that uses it, and an environment's coins do not depend on
 the others), then the pool shuffle, then per-environment draws (uniform
 attribute choices, random colors) in the order the environments are listed.
-The first two draws are exactly the seed report's, so the ``colored_mnist``
-spec reproduces its environments byte for byte.
+The coins are drawn per base set, training images first: for ``images =
+"both"`` the label coins of the 60 000 training images, their attribute
+coins, then the same two for the 10 000 test images. A training image thus
+gets the same coins whether or not the test images join the pool, and the
+first two draws are exactly the seed report's, so the ``colored_mnist`` spec
+reproduces its environments byte for byte while taking its source from the
+test images.
 """
 
 from __future__ import annotations
@@ -20,22 +25,28 @@ from oodbench.data.render import apply_transforms, blend, downsample
 from oodbench.data.spec import EnvSpec, Relation, Spec
 
 
-def pool(images: str, mnist: MNIST) -> tuple[torch.Tensor, torch.Tensor]:
-    """The base images [N, 28, 28] and their digits: MNIST's train set, test set or both (train first)."""
-    if images == "train":
-        return mnist.train_x, mnist.train_y
-    if images == "test":
-        return mnist.test_x, mnist.test_y
-    return torch.cat([mnist.train_x, mnist.test_x]), torch.cat([mnist.train_y, mnist.test_y])
+def base_sets(images: str, mnist: MNIST) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(images [N, 28, 28], digits) of each MNIST set in the pool: train, test or both (train first)."""
+    train, test = (mnist.train_x, mnist.train_y), (mnist.test_x, mnist.test_y)
+    return {"train": [train], "test": [test], "both": [train, test]}[images]
+
+
+def draw_coins(sizes: list[int], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label and attribute coins of each base set in turn, concatenated so positions index the pool."""
+    label, attribute = [], []
+    for n in sizes:
+        label.append(torch.rand(n, generator=generator))
+        attribute.append(torch.rand(n, generator=generator))
+    return torch.cat(label), torch.cat(attribute)
 
 
 def build_environments(spec: Spec, seed: int, mnist: MNIST) -> list[Environment]:
     """The environments of ``spec`` for ``seed``, images uint8 [N, C, size, size]."""
-    images, digits = pool(spec.images, mnist)
+    sets = base_sets(spec.images, mnist)
+    images, digits = torch.cat([x for x, _ in sets]), torch.cat([y for _, y in sets])
     n = len(images)
     generator = torch.Generator().manual_seed(seed)
-    label_coin = torch.rand(n, generator=generator)
-    attribute_coin = torch.rand(n, generator=generator)
+    label_coin, attribute_coin = draw_coins([len(x) for x, _ in sets], generator)
     order = torch.arange(n)
     if spec.shuffle is not None:
         start, stop = spec.shuffle

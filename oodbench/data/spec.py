@@ -225,7 +225,7 @@ def _relation(table: Table, attribute: Attribute) -> Relation:
 
 
 def _check_environments(top: Table, spec: Spec) -> None:
-    """Unique names, train and test roles present, no image in two of train/val/test, sources off val/test."""
+    """Unique names, train and test roles present, no image in two of train/val/test, sources off all three."""
     pool = IMAGES[spec.images]
     seen: dict[str, int] = {}
     for i, env in enumerate(spec.environments):
@@ -251,15 +251,21 @@ def _check_environments(top: Table, spec: Spec) -> None:
                      f"({other.start}:{other.stop}:{other.step})",
                      "disjoint slices for train, val and test environments")
         owner[positions] = i
+    _check_sources(top, spec, owner)
+
+
+def _check_sources(top: Table, spec: Spec, owner: torch.Tensor) -> None:
+    """A source slice shares no image with train, val or test (``owner``: environment index per pool position,
+    -1 where unused), so a DANN-style method never sees a digit it is trained or evaluated on."""
     for i, env in enumerate(spec.environments):
         if env.role != "source":
             continue
         taken = owner[torch.tensor(env.positions())]
-        held = [spec.environments[int(j)] for j in taken[taken >= 0].unique()]
-        leaked = [e.name for e in held if e.role != "train"]
-        if leaked:
+        held = [spec.environments[int(j)].name for j in taken[taken >= 0].unique()]
+        if held:
             top.fail(f"environments[{i}].start", f"source slice {env.start}:{env.stop}:{env.step} shares images "
-                     f"with {', '.join(leaked)}", "a source slice drawn from train images or unused images only")
+                     f"with {', '.join(held)}", "a source slice of pool positions no train, val or test "
+                     "environment uses")
 
 
 def _check_contrast(top: Table, spec: Spec) -> None:

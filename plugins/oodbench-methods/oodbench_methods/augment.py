@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from oodbench import hookimpl
-from oodbench.api import Batch, SingleModel, pooled
+from oodbench.api import Batch, SingleModel, Uniform, pooled
 
 TRANSFORMS = ("color", "grayscale", "crop", "erase")
 """What ``transforms`` may name, joined by ``+``; they always apply in this order."""
@@ -109,6 +109,12 @@ class Augment(SingleModel):
     name = "augment"
     defaults = {"lr": 1e-3, "weight_decay": 0.0, "transforms": "color", "min_contrast": 0.4, "grayscale_p": 0.1,
                 "crop_scale": 0.5, "erase_p": 0.5, "group_size": 8}
+    # group_size trades cost for per-image draws: not searched
+    search_space = {**SingleModel.search_space,
+                    "min_contrast": Uniform(0.2, 0.6, limits=(0.0, 0.75)),
+                    "grayscale_p": Uniform(0.0, 0.5, limits=(0.0, 1.0)),
+                    "crop_scale": Uniform(0.25, 0.75, limits=(0.01, 1.0)),
+                    "erase_p": Uniform(0.0, 1.0)}
 
     def __init__(self, backbone_factory, task, hparams: dict[str, Any]) -> None:
         super().__init__(backbone_factory, task, hparams)

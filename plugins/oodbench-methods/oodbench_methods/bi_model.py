@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from oodbench import hookimpl
-from oodbench.api import Algorithm, Batch, Environment, attribute_prior, pooled
+from oodbench.api import Algorithm, Batch, Environment, SingleModel, attribute_prior, pooled
 
 
 class PriorMixture(nn.Module):
@@ -35,6 +35,7 @@ class BiModel(Algorithm):
 
     name = "bi_model"
     defaults = {"lr": 1e-3, "weight_decay": 0.0}
+    search_space = {**SingleModel.search_space}
     requires = frozenset({"attribute"})
 
     def __init__(self, backbone_factory, task, hparams) -> None:

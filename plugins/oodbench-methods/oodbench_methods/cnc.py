@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from oodbench import hookimpl
-from oodbench.api import Batch, Environment, SingleModel, pooled
+from oodbench.api import Batch, Environment, IntRange, LogUniform, SingleModel, Uniform, pooled
 
 
 def hard_pairs(y: torch.Tensor, erm_prediction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,6 +72,12 @@ class CNC(SingleModel):
     name = "cnc"
     defaults = {"lr": 1e-3, "weight_decay": 0.0, "temperature": 0.1, "contrast_weight": 0.5,
                 "erm_epochs": 1, "erm_lr": 1e-3, "erm_batch_size": 128, "balanced_cross_entropy": True}
+    # contrast_weight 0 or 1 drops one of the two losses, so the search stays inside; erm_batch_size is not searched
+    search_space = {**SingleModel.search_space,
+                    "temperature": LogUniform(0.05, 0.5, limits=(1e-3, 10.0)),
+                    "contrast_weight": Uniform(0.25, 0.75, limits=(0.0, 1.0)),
+                    "erm_epochs": IntRange(1, 3, limits=(1, 1000)),
+                    "erm_lr": SingleModel.search_space["lr"]}
     requires = frozenset()
 
     def __init__(self, backbone_factory, task, hparams: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from oodbench import hookimpl
-from oodbench.api import Batch, SingleModel, pooled
+from oodbench.api import Batch, LogUniform, SingleModel, pooled
 
 MODES = ("batch", "online")
 
@@ -47,6 +47,7 @@ class GroupDRO(SingleModel):
 
     name = "group_dro"
     defaults = {"lr": 1e-3, "weight_decay": 0.0, "eta": 0.01, "mode": "batch"}
+    search_space = {**SingleModel.search_space, "eta": LogUniform(1e-3, 1e-1, limits=(0.0, 1.0))}
     requires = frozenset({"group"})
 
     def __init__(self, backbone_factory, task, hparams: dict[str, Any]) -> None:

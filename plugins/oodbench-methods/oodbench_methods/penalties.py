@@ -11,12 +11,15 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from oodbench.api import Batch, SingleModel
+from oodbench.api import Batch, IntRange, LogUniform, SingleModel
 
 SCHEDULES = ("step", "grow")
-
-
 ESTIMATES = ("halves", "full")
+
+PENALTY_WEIGHT = LogUniform(1e-1, 1e5, limits=(0.0, 1e8))
+"""Search space of an invariance penalty's lambda: DomainBed's 10^U(-1, 5) for IRM and V-REx."""
+ANNEAL_STEPS = IntRange(1, 10_000, log=True, limits=(0, 10 ** 7))
+"""Warm-up steps, DomainBed's 10^U(0, 4): up to ~70 epochs of ColoredMNIST at batch 128 per environment."""
 
 
 def irm_penalty(logits: torch.Tensor, y: torch.Tensor, estimate: str = "halves") -> torch.Tensor:
@@ -70,6 +73,8 @@ class AnnealedPenalty(SingleModel):
     the network to a constant predictor. The step count is a
     buffer, so a checkpoint carries it.
     """
+
+    search_space = {**SingleModel.search_space, "penalty_weight": PENALTY_WEIGHT, "anneal_steps": ANNEAL_STEPS}
 
     def __init__(self, backbone_factory, task, hparams: dict[str, Any]) -> None:
         super().__init__(backbone_factory, task, hparams)

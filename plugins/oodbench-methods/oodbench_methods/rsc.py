@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from oodbench import hookimpl
-from oodbench.api import Batch, SingleModel, pooled
+from oodbench.api import Batch, Bounded, SingleModel, Uniform, pooled
 from oodbench_methods.penalties import env_slices, irm_penalty
 
 
@@ -88,6 +88,11 @@ class RSC(SingleModel):
 
     name = "rsc"
     defaults = {"lr": 1e-3, "weight_decay": 0.0, "drop_pct": 1 / 3, "batch_pct": 1 / 3, "irm_weight": 0.0}
+    # irm_weight is checked, not searched: > 0 makes the method RSC + IRM, which needs env
+    search_space = {**SingleModel.search_space,
+                    "drop_pct": Uniform(0.0, 0.5, limits=(0.0, 1.0)),
+                    "batch_pct": Uniform(0.0, 0.5, limits=(0.0, 1.0)),
+                    "irm_weight": Bounded(0.0, 1e8)}
     requires = frozenset()
 
     @classmethod

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from oodbench import hookimpl
+from oodbench.api import Uniform
 from oodbench_methods.rsc import RSC, channel_mask, flatten_index, spatial_mask
 
 
@@ -91,6 +92,8 @@ class RSCPlus(RSC):
 
     name = "rsc_plus"
     defaults = {**RSC.defaults, "alpha": 0.3}
+    # alpha <= 0.5 keeps the report's design of channel muting weighing more
+    search_space = {**RSC.search_space, "alpha": Uniform(0.0, 0.5, limits=(0.0, 1.0))}
 
     def __init__(self, backbone_factory, task, hparams: dict[str, Any]) -> None:
         super().__init__(lambda: EdgeFused(backbone_factory(), task.input_shape), task, hparams)

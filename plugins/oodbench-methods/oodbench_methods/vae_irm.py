@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from oodbench import hookimpl
-from oodbench.api import Algorithm, Batch, pooled
-from oodbench_methods.penalties import ESTIMATES, env_slices, irm_penalty
+from oodbench.api import Algorithm, Batch, Bounded, IntRange, LogUniform, SingleModel, pooled
+from oodbench_methods.penalties import ESTIMATES, PENALTY_WEIGHT, env_slices, irm_penalty
 
 
 def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
@@ -67,6 +67,14 @@ class VAEIRM(Algorithm):
     defaults = {"lr": 1e-3, "weight_decay": 0.0, "content_dim": 16, "style_dim": 8, "kl_weight": 1.0,
                 "cls_weight": 1.0, "vae_steps": 300, "finetune_lr": 1e-5, "penalty_weight": 100.0,
                 "penalty_estimate": "halves"}
+    # latent sizes shape the network (checked, not searched), as a backbone's widths
+    search_space = {**SingleModel.search_space,
+                    "content_dim": Bounded(1, 4096), "style_dim": Bounded(1, 4096),
+                    "kl_weight": LogUniform(1e-1, 1e1, limits=(0.0, 1e4)),
+                    "cls_weight": LogUniform(1e-1, 1e1, limits=(0.0, 1e4)),
+                    "vae_steps": IntRange(100, 3000, log=True, limits=(0, 10 ** 7)),
+                    "finetune_lr": LogUniform(1e-6, 1e-4, limits=(1e-8, 1.0)),
+                    "penalty_weight": PENALTY_WEIGHT}
     requires = frozenset({"env"})
 
     def __init__(self, backbone_factory, task, hparams: dict[str, Any]) -> None:

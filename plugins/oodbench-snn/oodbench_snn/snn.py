@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from oodbench import hookimpl
+from oodbench.api import Bounded, SearchSpace, Uniform
 from oodbench_snn.lif import LIF
 from oodbench_snn.timesteps import EachStep, Encode, Rate, StackTime, UnstackTime
 
@@ -47,6 +48,9 @@ class SNN(nn.Module):
 
     name = "snn"
     defaults: ClassVar[dict[str, Any]] = {"steps": 4, "encoding": "direct", "beta": 0.9, "width": 16, "hidden": 128}
+    # steps, width and hidden set the cost or the network, as cnn's widths do: checked, not searched
+    search_space: ClassVar[SearchSpace] = {"beta": Uniform(0.5, 0.99, limits=(0.0, 1.0)), "steps": Bounded(1, 64),
+                                           "width": Bounded(1, 1024), "hidden": Bounded(1, 65536)}
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, steps: int = 4, encoding: str = "direct",
                  beta: float = 0.9, width: int = 16, hidden: int = 128) -> None:

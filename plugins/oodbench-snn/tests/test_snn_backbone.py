@@ -100,3 +100,11 @@ def test_a_trained_network_copies_and_reloads():
 def test_unknown_encoding_is_refused_at_construction():
     with pytest.raises(ValueError, match="encoding 'poisson' is not one of direct, rate"):
         snn(encoding="poisson")
+
+
+def test_search_space_allows_the_defaults_and_the_documented_values():
+    space = SNN.search_space
+    assert set(space) <= set(SNN.defaults)
+    assert all(space[key].contains(SNN.defaults[key]) for key in space)
+    assert space["steps"].contains(6) and not space["steps"].searched  # docs/snn.md: --set snn.steps=6
+    assert space["beta"].contains(0.5) and space["beta"].contains(1.0)

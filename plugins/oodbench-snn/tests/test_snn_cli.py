@@ -33,7 +33,7 @@ def test_one_epoch_of_causal_and_feature_level_methods_on_the_snn(small_dataset,
         assert sorted(c["algorithm"] for c in cells) == ["bi_loss", "dann", "rsc"]
         assert all(c["status"] == "done" and c["backbone"] == "snn" for c in cells)
         assert all(c["hparams"]["backbone"]["steps"] == 2 for c in cells)
-        tests = [r for r in store.results("oracle") if r["split"] == "test"]
+        tests = [r for r in store.results("best_test") if r["split"] == "test"]
         assert len(tests) == 3 and all(0.0 <= r["acc"] <= 1.0 for r in tests)
         dists = {p["name"]: p["dist"] for p in store.plugin_versions() if p["kind"] == "backbone"}
         assert dists == {"snn": "oodbench-snn"}
