@@ -88,7 +88,8 @@ def test_erm_one_epoch_shows_the_spurious_correlation(tmp_path, exploding, capsy
     assert csv_row["selection"] == "oracle" and float(csv_row["acc_mean"]) < 0.5
 
     assert main(["report", str(run_dir), "--format", "markdown"]) == 0
-    assert "| colored_mnist" in capsys.readouterr().out
+    markdown = capsys.readouterr().out
+    assert "| erm " in markdown and "; colored_mnist · cnn · float" in markdown  # the constant columns: the heading
 
     # --resume keeps the done cell as it is and retries only the failed one
     before = sqlite3.connect(run_dir / "results.sqlite").execute(
