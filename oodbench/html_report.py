@@ -63,9 +63,9 @@ def _leaderboard(summaries: dict[str, list[dict[str, Any]]]) -> str:
         heading = rule_heading(name, summary) + (f"; {caption}" if caption else "")
         tables.append(f"<h3>{escape(name)}</h3><p>{escape(heading)}</p>"
                       + _table(rows, headers, f"leaderboard-{name}"))
-    return (f"<h2>Leaderboard</h2><p>Within each trial a rule picks one searched configuration and one checkpoint; "
-            f"mean ± standard error over trials; accuracies in %, gap in percentage points to the ceiling "
-            f"(75 % on ColoredMNIST); ID accuracy on held-out training data no rule selects on.</p>"
+    return ("<h2>Leaderboard</h2><p>Within each trial a rule picks one searched configuration and one checkpoint; "
+            "mean ± standard error over trials; accuracies in %, gap in percentage points to the ceiling "
+            "(75 % on ColoredMNIST); ID accuracy on held-out training data no rule selects on.</p>"
             + "".join(tables))
 
 
@@ -81,7 +81,7 @@ def _test_acc(rows: list[dict[str, Any]]) -> dict[str, float]:
 def _search(store: Store, selections: Sequence[str]) -> str:
     """Test accuracy of every searched configuration against each hyperparameter the search varied, with the
     configuration each rule chose in each trial marked."""
-    cells = [c for c in store.cells("done")]
+    cells = store.cells("done")
     last = _test_acc(store.results("last"))
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for cell in cells:
