@@ -104,6 +104,14 @@ def accuracy_bars(summary: Sequence[dict[str, Any]]) -> str:
     return data_uri(figure)
 
 
+def _log_axis(axes: Axes) -> None:
+    """A logarithmic x axis labelled at the decades only (minor labels overlap in a small figure)."""
+    from matplotlib.ticker import NullFormatter
+
+    axes.set_xscale("log")
+    axes.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _numeric(values: Sequence[Any]) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
@@ -127,7 +135,7 @@ def sweep_plot(rows: Sequence[dict[str, Any]], key: str, title: str) -> str:
                       label=rest or "test acc")
     _ceiling(axes, rows[0].get("ceiling"))
     if numeric and all(v > 0 for v in values.values()) and max(values.values()) / min(values.values()) >= 100:
-        axes.set_xscale("log")
+        _log_axis(axes)
     if not numeric:
         axes.set_xticks(list(range(len(order))), order, fontsize=7)
     axes.set(title=title, xlabel=key, ylabel="test accuracy %", ylim=(0, 100))
@@ -158,7 +166,7 @@ def search_plot(points: Sequence[tuple[Any, float, int]], marks: dict[str, Seque
         axes.scatter([where(v) for v, _ in chosen], [a * 100 for _, a in chosen], s=40, marker=marker,
                      facecolors="none", edgecolors=color, linewidths=1.2, label=f"chosen by {rule}")
     if numeric and all(v > 0 for v in values) and max(values) / min(values) >= 20:
-        axes.set_xscale("log")
+        _log_axis(axes)
     if not numeric:
         axes.set_xticks(list(range(len(order))), order, fontsize=7)
     axes.set(title=title, xlabel=key, ylabel="test accuracy %", ylim=(0, 100))
