@@ -46,55 +46,59 @@ def _allowed(limits: tuple[float, float] | None) -> str:
 
 
 @dataclass(frozen=True)
-class LogUniform:
-    """``exp(uniform(log low, log high))``: learning rates, penalty weights, anything that spans decades."""
+class _Interval:
+    """A continuous range ``[low, high]`` searched by ``sample``, allowed as ``limits`` (default the range)."""
 
     searched = True
+    label = "interval"
 
     low: float
     high: float
     limits: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        if not (_number(self.low) and _number(self.high) and 0 < self.low < self.high):
-            raise ValueError(f"LogUniform needs 0 < low < high, got {self.low!r}, {self.high!r}")
+        if not (_number(self.low) and _number(self.high) and self._ordered()):
+            raise ValueError(f"{type(self).__name__} needs {self._needs()}, got {self.low!r}, {self.high!r}")
         _check_limits(self.low, self.high, self.limits)
+
+    def _ordered(self) -> bool:
+        return self.low < self.high
+
+    def _needs(self) -> str:
+        return "low < high"
+
+    def contains(self, value: Any) -> bool:
+        low, high = self.limits or (self.low, self.high)
+        return _number(value) and low <= value <= high
+
+    def describe(self) -> str:
+        return f"{self.label} [{self.low:g}, {self.high:g}]" + _allowed(self.limits)
+
+
+@dataclass(frozen=True)
+class LogUniform(_Interval):
+    """``exp(uniform(log low, log high))``: learning rates, penalty weights, anything that spans decades."""
+
+    label = "log-uniform"
+
+    def _ordered(self) -> bool:
+        return 0 < self.low < self.high
+
+    def _needs(self) -> str:
+        return "0 < low < high"
 
     def sample(self, rng: random.Random) -> float:
         return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
 
-    def contains(self, value: Any) -> bool:
-        low, high = self.limits or (self.low, self.high)
-        return _number(value) and low <= value <= high
-
-    def describe(self) -> str:
-        return f"log-uniform [{self.low:g}, {self.high:g}]" + _allowed(self.limits)
-
 
 @dataclass(frozen=True)
-class Uniform:
+class Uniform(_Interval):
     """``uniform(low, high)``: fractions, temperatures."""
 
-    searched = True
-
-    low: float
-    high: float
-    limits: tuple[float, float] | None = None
-
-    def __post_init__(self) -> None:
-        if not (_number(self.low) and _number(self.high) and self.low < self.high):
-            raise ValueError(f"Uniform needs low < high, got {self.low!r}, {self.high!r}")
-        _check_limits(self.low, self.high, self.limits)
+    label = "uniform"
 
     def sample(self, rng: random.Random) -> float:
         return rng.uniform(self.low, self.high)
-
-    def contains(self, value: Any) -> bool:
-        low, high = self.limits or (self.low, self.high)
-        return _number(value) and low <= value <= high
-
-    def describe(self) -> str:
-        return f"uniform [{self.low:g}, {self.high:g}]" + _allowed(self.limits)
 
 
 @dataclass(frozen=True)

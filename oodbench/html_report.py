@@ -78,7 +78,7 @@ def _test_acc(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {cell: sum(accs) / len(accs) for cell, accs in by_cell.items()}
 
 
-def _search(store: Store, selections: Sequence[str]) -> str:
+def _search(store: Store, picks: dict[str, list[dict[str, Any]]]) -> str:
     """Test accuracy of every searched configuration against each hyperparameter the search varied, with the
     configuration each rule chose in each trial marked."""
     cells = store.cells("done")
@@ -88,9 +88,9 @@ def _search(store: Store, selections: Sequence[str]) -> str:
         if cell["key"] in last:
             groups[(*(cell[k] for k in IDENTITY), variant_label(cell["variant"]))].append(cell)
     chosen: dict[tuple, dict[str, list[tuple[dict[str, Any], float]]]] = defaultdict(lambda: defaultdict(list))
-    for name in selections:
+    for name, picked in picks.items():
         accs = _test_acc(store.results(RULES[name].checkpoint))
-        for pick in choices(store, name):
+        for pick in picked:
             cell = pick["cell"]
             if cell["key"] in accs:
                 chosen[pick["trial"][:-1]][name].append((cell, accs[cell["key"]]))
@@ -170,7 +170,8 @@ def _configuration(store: Store) -> str:
 
 def render_html(store: Store, selections: Sequence[str]) -> str:
     """The whole page; bar chart and sweeps follow the first selection rule."""
-    summaries = {name: summarize(store, name) for name in selections}
+    picks = {name: choices(store, name) for name in selections}
+    summaries = {name: summarize(store, name, picks[name]) for name in selections}
     primary = summaries[selections[0]]
     meta = store.meta()
     name = (meta.get("matrix") or {}).get("name", store.path.parent.name)
@@ -184,7 +185,7 @@ def render_html(store: Store, selections: Sequence[str]) -> str:
         body.append(f"<h2>Test and worst-group accuracy ({escape(selections[0])})</h2>"
                     + _img(plots.accuracy_bars(primary), "test and worst-group accuracy per method"))
         body.append(_sweeps(primary))
-    body += [_search(store, selections), _curves(store), _configuration(store)]
+    body += [_search(store, picks), _curves(store), _configuration(store)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>oodbench report: {escape(str(name))}</title><style>{STYLE}</style></head>"
             f"<body>{''.join(body)}</body></html>")

@@ -15,6 +15,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from oodbench.selection import VALIDATION
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 DPI = 90
 CURVE_PARTS = {
     "train": {("train", "main")},
-    "val": {("train", "val"), ("val", "main")},
+    "val": set(VALIDATION),
     "test": {("test", "main")},
 }
 """The splits behind each line of a training curve: what the model fits, what ``val`` selects on, what is reported."""
@@ -116,6 +118,21 @@ def _numeric(values: Sequence[Any]) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
+def _against_value(axes: Axes, values: Sequence[Any], order: Sequence[str], key: str, title: str, log_ratio: float,
+                   legend_size: int) -> str:
+    """The shared finish of a plot of test accuracy against one hyperparameter: a log axis when the numeric
+    values span ``log_ratio``, one tick per value (in ``order``) when they are not numbers, labels, legend."""
+    numeric = _numeric(values)
+    if numeric and all(v > 0 for v in values) and max(values) / min(values) >= log_ratio:
+        _log_axis(axes)
+    if not numeric:
+        axes.set_xticks(list(range(len(order))), order, fontsize=7)
+    axes.set(title=title, xlabel=key, ylabel="test accuracy %", ylim=(0, 100))
+    axes.title.set_fontsize(8)
+    axes.legend(fontsize=legend_size)
+    return data_uri(axes.figure)
+
+
 def sweep_plot(rows: Sequence[dict[str, Any]], key: str, title: str) -> str:
     """Test accuracy against the swept value of ``key``: one line per setting of the other swept keys."""
     lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -134,14 +151,7 @@ def sweep_plot(rows: Sequence[dict[str, Any]], key: str, title: str) -> str:
                       yerr=[r["acc"].se * 100 for _, r in xs], marker="o", markersize=3, capsize=2,
                       label=rest or "test acc")
     _ceiling(axes, rows[0].get("ceiling"))
-    if numeric and all(v > 0 for v in values.values()) and max(values.values()) / min(values.values()) >= 100:
-        _log_axis(axes)
-    if not numeric:
-        axes.set_xticks(list(range(len(order))), order, fontsize=7)
-    axes.set(title=title, xlabel=key, ylabel="test accuracy %", ylim=(0, 100))
-    axes.title.set_fontsize(8)
-    axes.legend(fontsize=7)
-    return data_uri(figure)
+    return _against_value(axes, list(values.values()), order, key, title, log_ratio=100, legend_size=7)
 
 
 RULE_MARKERS = {"val": ("s", "tab:orange"), "oracle": ("D", "tab:red"), "oracle_epoch": ("^", "tab:purple"),
@@ -165,11 +175,4 @@ def search_plot(points: Sequence[tuple[Any, float, int]], marks: dict[str, Seque
         marker, color = RULE_MARKERS.get(rule, ("o", "black"))
         axes.scatter([where(v) for v, _ in chosen], [a * 100 for _, a in chosen], s=40, marker=marker,
                      facecolors="none", edgecolors=color, linewidths=1.2, label=f"chosen by {rule}")
-    if numeric and all(v > 0 for v in values) and max(values) / min(values) >= 20:
-        _log_axis(axes)
-    if not numeric:
-        axes.set_xticks(list(range(len(order))), order, fontsize=7)
-    axes.set(title=title, xlabel=key, ylabel="test accuracy %", ylim=(0, 100))
-    axes.title.set_fontsize(8)
-    axes.legend(fontsize=6)
-    return data_uri(figure)
+    return _against_value(axes, values, order, key, title, log_ratio=20, legend_size=6)

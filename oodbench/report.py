@@ -106,9 +106,10 @@ def choices(store: Store, selection: str) -> list[dict[str, Any]]:
     return picked
 
 
-def summarize(store: Store, selection: str) -> list[dict[str, Any]]:
-    """Aggregate the picked networks' results over trials for every test environment."""
-    picked = choices(store, selection)
+def summarize(store: Store, selection: str, picked: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Aggregate the picked networks' results over trials for every test environment; ``picked`` is
+    ``choices(store, selection)`` when the caller already has it."""
+    picked = choices(store, selection) if picked is None else picked
     results: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in store.results(RULES[selection].checkpoint):
         results[row["cell"]].append(row)
