@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,8 +15,8 @@ from typing import Any, Sequence
 from tabulate import tabulate
 
 from oodbench import __version__
-from oodbench.errors import DataIntegrityError, DataUnavailableError, UsageError
-from oodbench.matrix import AXES, Overrides, parse_set
+from oodbench.errors import DataIntegrityError, DataUnavailableError, StorageError, UsageError
+from oodbench.matrix import AXES, SEARCH_MAX, SEED_RANGE, Overrides, check_seed, parse_set
 from oodbench.plugins import KINDS, get_plugins
 from oodbench.scaffold import KINDS as SCAFFOLD_KINDS
 from oodbench.search import space_of
@@ -36,9 +37,10 @@ def _seeds(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma list of integers like 0,1,2, got {text!r}") from None
-    if not seeds:
-        raise argparse.ArgumentTypeError("expected at least one seed")
+        seeds = [-1]
+    if not seeds or not all(check_seed(s) for s in seeds):
+        raise argparse.ArgumentTypeError(f"expected a comma list of integers in [0, {SEED_RANGE[1]}] like 0,1,2, "
+                                         f"got {text!r}")
     return seeds
 
 
@@ -51,14 +53,27 @@ def _selections(text: str) -> list[str]:
     return names
 
 
-def _positive(text: str) -> int:
+def _positive(text: str, maximum: int = 1_000_000) -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if not 1 <= value <= maximum:
+        raise argparse.ArgumentTypeError(f"expected an integer in [1, {maximum}], got {text!r}")
     return value
+
+
+def _search_size(text: str) -> int:
+    return _positive(text, SEARCH_MAX)
+
+
+def _directory(text: str) -> Path:
+    """An existing directory (``--data-dir``): a wrong path is refused even when a cache would hide it."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} does not exist or is not a directory (expected one holding "
+                                         "train-images-idx3-ubyte and the other three MNIST IDX files)")
+    return path
 
 
 def _first_line(obj: Any) -> str:
@@ -75,16 +90,30 @@ def cmd_run(args: argparse.Namespace) -> int:
                           sets=[parse_set(s) for s in args.set], n_hparams=args.n_hparams, trials=args.trials)
     options = RunOptions(matrix=args.matrix, overrides=overrides, out=args.out, resume=args.resume,
                          executor=args.executor, jobs=args.jobs, address=args.address, device=args.device,
-                         data_dir=args.data_dir,
-                         argv=sys.argv[1:])
+                         data_dir=args.data_dir, dry_run=args.dry_run,
+                         argv=args.argv)
     summary = run_matrix(options)
-    with Store.in_dir(summary.run_dir) as store:
+    if args.dry_run:
+        print(_plan_table(summary.planned))
+        trainings = len({c.training_key for c in summary.planned if not c.skip_reason})
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
+        print(f"\n{len(summary.planned)} cells ({counts}; {trainings} trainings) would run into {summary.run_dir}; "
+              f"nothing was created or trained (--dry-run)")
+        return 0
+    with Store.in_dir(summary.run_dir, readonly=True) as store:
         print(render(store, "table", args.selection))
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     print(f"\nrun directory: {summary.run_dir} ({counts})")
     print(f"more: oodbench report {summary.run_dir} --selection val,oracle,oracle_epoch "
           f"--format markdown|latex|json|csv|html")
     return 1 if summary.failed else 0
+
+
+def _plan_table(cells: Sequence[Any]) -> str:
+    """The cells a run would train: identity, search configuration, the user's sweep values, skip reason."""
+    rows = [[c.dataset, c.backbone, c.algorithm, c.target, c.seed, c.config,
+             ", ".join(f"{k}={v}" for k, v in sorted(c.variant.items())), c.skip_reason or ""] for c in cells]
+    return tabulate(rows, headers=["dataset", "backbone", "algorithm", "target", "seed", "config", "sweep", "skipped"])
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -232,14 +261,16 @@ def build_parser() -> Parser:
         run.add_argument(short, f"--{singular}", action="append", default=[], metavar="NAME",
                          help=f"run only this {singular} (repeatable)")
     run.add_argument("--seeds", type=_seeds, help="comma list, e.g. 0,1,2")
-    run.add_argument("--n-hparams", type=_positive, metavar="K",
+    run.add_argument("--n-hparams", type=_search_size, metavar="K",
                      help="random search: configuration 0 = defaults, 1..K-1 drawn from the declared spaces")
-    run.add_argument("--trials", type=_positive, metavar="T", help="trials of the search: seeds 0..T-1")
+    run.add_argument("--trials", type=_search_size, metavar="T", help="trials of the search: seeds 0..T-1")
     run.add_argument("--epochs", type=_positive, help="override the training budget of every cell")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="hyperparameter override, e.g. lr=1e-3 or erm.lr=1e-3 (repeatable)")
     run.add_argument("--out", type=Path, help="run directory (default: runs/<matrix>-<time>)")
     run.add_argument("--resume", action="store_true", help="finish the run in --out, keeping every done cell")
+    run.add_argument("--dry-run", action="store_true",
+                     help="check everything and list the cells it would train; create, train and store nothing")
     run.add_argument("--executor", default="local", choices=["local", "process", "ray"],
                      help="where jobs run: in this process, a process pool, or Ray (pip install 'oodbench[ray]')")
     run.add_argument("--jobs", type=_positive, default=1,
@@ -247,7 +278,7 @@ def build_parser() -> Parser:
     run.add_argument("--address", metavar="HOST:PORT|auto",
                      help="with --executor ray: join this Ray cluster instead of starting one here")
     run.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    run.add_argument("--data-dir", type=Path, help="a directory holding the four MNIST IDX files")
+    run.add_argument("--data-dir", type=_directory, help="a directory holding the four MNIST IDX files")
     run.add_argument("--selection", type=_selections, default=["val"], metavar="RULE[,RULE]",
                      help=f"selection rule(s) of the printed table: {', '.join(RULES)} (e.g. val,oracle)")
     run.set_defaults(func=cmd_run)
@@ -308,14 +339,14 @@ def build_parser() -> Parser:
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     fetch = data_sub.add_parser("fetch", help="download, verify and cache MNIST")
     fetch.add_argument("name", nargs="?", default="mnist", choices=["mnist"])
-    fetch.add_argument("--data-dir", type=Path, help="a directory holding the four MNIST IDX files")
+    fetch.add_argument("--data-dir", type=_directory, help="a directory holding the four MNIST IDX files")
     fetch.set_defaults(func=cmd_data_fetch)
     prev = data_sub.add_parser("preview", help="a PNG grid of a dataset's environments")
     prev.add_argument("dataset")
     prev.add_argument("--out", type=Path, required=True)
     prev.add_argument("--seed", type=int, default=0)
     prev.add_argument("--per-env", type=_positive, default=8)
-    prev.add_argument("--data-dir", type=Path)
+    prev.add_argument("--data-dir", type=_directory)
     prev.set_defaults(func=cmd_data_preview)
     return parser
 
@@ -332,12 +363,16 @@ def _warn_failed_plugins() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what the run records as its command
     try:
         if args.command != "plugins":
             _warn_failed_plugins()
         return args.func(args)
-    except (UsageError, DataIntegrityError, DataUnavailableError) as exc:
+    except (UsageError, DataIntegrityError, DataUnavailableError, StorageError) as exc:
         print(f"oodbench: error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:  # a store damaged after it was opened
+        print(f"oodbench: error: a run's results.sqlite could not be read or written ({exc})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("oodbench: interrupted; finished cells are stored, continue with --resume", file=sys.stderr)

@@ -15,3 +15,11 @@ class DataIntegrityError(Exception):
 
 class DataUnavailableError(Exception):
     """No source could provide the data; the message lists what each source said."""
+
+
+class StorageError(Exception):
+    """A run directory or store that cannot be written (disk full, read-only, no permission).
+
+    What was finished before is stored; the message says what failed and that
+    ``--resume`` continues once the cause is fixed. One line, exit 2.
+    """

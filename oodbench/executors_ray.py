@@ -56,7 +56,7 @@ class RayExecutor:
 
         owned = self._init()
         try:
-            task = ray.remote(num_cpus=1, max_retries=0)(_run_job)
+            task = ray.remote(num_cpus=1, max_retries=1)(_run_job)  # a worker that dies is retried once
             pending = {task.remote(job, self.threads): job for job in jobs}
             while pending:
                 (done,), _ = ray.wait(list(pending), num_returns=1)

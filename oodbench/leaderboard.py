@@ -176,13 +176,21 @@ def load(path: Path) -> dict[str, Any]:
         raise _fail(path, "'schema'", f"must be {SCHEMA}")
     if data.get("selection") not in RULES:
         raise _fail(path, "'selection'", f"is {data.get('selection')!r} (allowed: {', '.join(RULES)})")
-    if not isinstance(data.get("tolerance_pp"), (int, float)) or data["tolerance_pp"] < 0:
-        raise _fail(path, "'tolerance_pp'", "must be a number >= 0")
+    if not _number(data.get("tolerance_pp"), minimum=0.0):
+        raise _fail(path, "'tolerance_pp'", f"is {data.get('tolerance_pp')!r}: must be a finite number >= 0")
     if not isinstance(data.get("entries"), list):
         raise _fail(path, "'entries'", "must be a list")
     for i, entry in enumerate(data["entries"]):
         _check_entry(path, f"entries[{i}]", entry)
     return data
+
+
+def _number(value: Any, minimum: float | None = None) -> bool:
+    """A finite JSON number (not a bool) at or above ``minimum``: NaN compares false with everything, so a NaN
+    baseline would pass every check."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return minimum is None or value >= minimum
 
 
 def _check_entry(path: Path, where: str, entry: Any) -> None:
@@ -194,9 +202,11 @@ def _check_entry(path: Path, where: str, entry: Any) -> None:
     for metric, values in entry["metrics"].items():
         if metric not in DIRECTIONS:
             raise _fail(path, f"{where}.metrics.{metric}", f"is not a metric (allowed: {', '.join(DIRECTIONS)})")
-        for name in ("value", "std", "tolerance"):
-            if not isinstance(values, dict) or not isinstance(values.get(name), (int, float)):
-                raise _fail(path, f"{where}.metrics.{metric}.{name}", "must be a number")
+        for name, minimum in (("value", None), ("std", 0.0), ("tolerance", 0.0)):
+            if not isinstance(values, dict) or not _number(values.get(name), minimum):
+                bound = "" if minimum is None else f" >= {minimum:g}"
+                got = values.get(name) if isinstance(values, dict) else values
+                raise _fail(path, f"{where}.metrics.{metric}.{name}", f"is {got!r}: must be a finite number{bound}")
         if values.get("better") != _better(metric):
             raise _fail(path, f"{where}.metrics.{metric}.better", f"must be {_better(metric)!r} for {metric}")
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -46,7 +47,7 @@ AXES = {"datasets": "dataset", "backbones": "backbone", "algorithms": "algorithm
 TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 5, "batch_size": 128, "holdout_fraction": 0.1, "train_eval_size": 5000}
 TRAINING_LIMITS: dict[str, tuple[float, float, str]] = {
     "epochs": (1, float("inf"), "at least 1"),
-    "batch_size": (1, float("inf"), "at least 1"),
+    "batch_size": (1, 1_000_000, "in [1, 1000000], and at most the smallest training environment"),
     "holdout_fraction": (0.0, 0.5, "in (0, 0.5]: held out of every train environment (half training-domain "
                                    "validation, half ID test) and of every test environment (the oracles' part)"),
     "train_eval_size": (0, float("inf"), "0 (all) or more"),
@@ -211,9 +212,17 @@ def _names(value: Any, source: str, key: str) -> list[str]:
     return list(value)
 
 
+SEED_RANGE = (0, 2**32 - 1)
+"""Seeds every random source takes (numpy's are 32-bit unsigned)."""
+
+
+def check_seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and SEED_RANGE[0] <= value <= SEED_RANGE[1]
+
+
 def _seeds(value: Any, where: str) -> list[int]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise UsageError(f"{where} must be a non-empty list of integers, got {value!r}")
+    if not isinstance(value, list) or not value or not all(check_seed(v) for v in value):
+        raise UsageError(f"{where} must be a non-empty list of integers in [0, {SEED_RANGE[1]}], got {value!r}")
     return list(value)
 
 
@@ -262,10 +271,14 @@ def parse_matrix(data: dict[str, Any], source: str, default_name: str = "matrix"
     return matrix
 
 
+SEARCH_MAX = 10_000
+"""The most configurations or trials a search may ask for (each one is a training per cell)."""
+
+
 def check_count(value: Any, where: str) -> int:
-    """A search size: an integer >= 1."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UsageError(f"{where}: expected an integer >= 1, got {value!r}")
+    """A search size: an integer in [1, SEARCH_MAX]."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= SEARCH_MAX:
+        raise UsageError(f"{where}: expected an integer in [1, {SEARCH_MAX}], got {value!r}")
     return value
 
 
@@ -303,6 +316,8 @@ def check_value(key: str, value: Any, defaults: dict[str, Any], where: str, spac
     elif isinstance(expected, float):
         ok = isinstance(value, (int, float))
         value = float(value) if ok else value
+        if ok and not math.isfinite(value) and math.isfinite(expected):
+            raise UsageError(f"{where}: expected a finite number like {expected!r}, got {value!r}")
     else:
         ok = isinstance(value, type(expected))
     if not ok:
@@ -406,6 +421,17 @@ def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = Non
                 _matrix_name(plugins, axis, entry[singular], f"{matrix.source}: include[{i}].{singular}", missing,
                              matrix.source)
             combos.append({k: entry[k] for k in AXES.values()} | {"seeds": overrides.seeds or entry.get("seeds", seeds)})
+    singular_axes = {singular: axis for axis, singular in AXES.items()}
+    for i, entry in enumerate(matrix.exclude):  # a misspelt name would exclude nothing, silently
+        for key, value in entry.items():
+            if key == "seed":
+                if not check_seed(value):
+                    raise UsageError(f"{matrix.source}: exclude[{i}].seed must be an integer in "
+                                     f"[0, {SEED_RANGE[1]}], got {value!r}")
+            elif not isinstance(value, str):
+                raise UsageError(f"{matrix.source}: exclude[{i}].{key} must be a name, got {value!r}")
+            elif value not in plugins.registry(singular_axes[key]) and not missing:
+                plugins.registry(singular_axes[key]).get(value, where=f"{matrix.source}: exclude[{i}].{key}")
     for name, table in matrix.hparams.items():
         kinds = components.kind_of(name)
         if not kinds and missing:

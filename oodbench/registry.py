@@ -6,6 +6,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from oodbench.contracts import problem
 from oodbench.errors import UsageError
 from oodbench.search import check_space
 
@@ -14,6 +15,10 @@ SEARCHED_KINDS = ("algorithms", "backbones", "targets")
 
 class DuplicateNameError(Exception):
     """A plugin registered a name another plugin already holds."""
+
+
+class ContractError(Exception):
+    """A plugin registered an object that lacks what its kind must have (``oodbench.contracts``)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,9 @@ class Registry:
             raise DuplicateNameError(
                 f"{self.kind[:-1]} {name!r} from {dist} is already registered by {held.dist} (plugin {held.plugin})"
             )
+        broken = problem(self.kind, obj)
+        if broken:
+            raise ContractError(f"{self.kind[:-1]} {name!r} from {dist} {broken}")
         if self.kind in SEARCHED_KINDS:
             check_space(obj, f"{self.kind[:-1]} {name!r} from {dist}")
         entry = Entry(name=name, obj=obj, plugin=plugin, dist=dist)

@@ -63,7 +63,7 @@ class Stat:
 def open_store(run_dir: Path) -> Store:
     if not (Path(run_dir) / STORE_NAME).is_file():
         raise UsageError(f"{run_dir}: not a run directory (no {STORE_NAME})")
-    return Store.in_dir(run_dir)
+    return Store.in_dir(run_dir, readonly=True)
 
 
 def variant_label(variant: dict[str, Any]) -> str:
@@ -234,6 +234,7 @@ def render(store: Store, fmt: str, selections: str | Sequence[str]) -> str:
                       **{m: _stat_dict(r[m]) for m in METRICS}} for r in summary],
             "failed": [{k: c[k] for k in (*IDENTITY, "seed", "config", "error")} for c in failed],
             "skipped": [{k: c[k] for k in (*IDENTITY, "seed", "config", "error")} for c in skipped],
+            "pending": [{k: c[k] for k in (*IDENTITY, "seed", "config")} for c in store.cells("pending")],
             "meta": store.meta(), "plugins": store.plugin_versions(),
         }, indent=2)
     if fmt == "csv":
@@ -258,4 +259,15 @@ def render(store: Store, fmt: str, selections: str | Sequence[str]) -> str:
         blocks.append("\n".join([rule_heading(selection, summary) + (f"; {caption}" if caption else ""), "", table]))
     lines = ["\n\n".join(blocks)]
     lines += _cell_lines(failed, "failed cell(s)") + _cell_lines(skipped, "skipped cell(s)")
+    lines += _pending_line(store)
     return "\n".join(lines) if fmt != "latex" else lines[0]
+
+
+def _pending_line(store: Store) -> list[str]:
+    """A run still going (or interrupted) says so: its table is not the whole matrix yet."""
+    statuses = list(store.cell_status().values())
+    pending = statuses.count("pending")
+    if not pending:
+        return []
+    return ["", f"{pending} of {len(statuses)} cells still pending: the run is in progress or was interrupted "
+                f"(oodbench run --out RUN_DIR --resume finishes it)"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import fcntl
 import os
 import platform
+import shutil
+import sqlite3
 import sys
 import time
 from collections import Counter, defaultdict
@@ -15,12 +17,13 @@ import torch
 from tqdm import tqdm
 
 from oodbench import __version__
-from oodbench.errors import UsageError
+from oodbench.errors import StorageError, UsageError
+from oodbench.data.mnist import load_mnist
 from oodbench.executors import make_executor
 from oodbench.matrix import Cell, Overrides, expand, load_matrix
 from oodbench.plugins import PluginSet, get_plugins
 from oodbench.store import STORE_NAME, Store
-from oodbench.train import CellResult, Job, TrainingResult, checkpoint_path
+from oodbench.train import CellResult, Job, TrainingResult, checkpoint_path, file_sha256
 
 LOCK_NAME = ".oodbench.lock"
 
@@ -38,6 +41,7 @@ class RunOptions:
     address: str | None = None
     device: str = "cpu"
     data_dir: Path | None = None
+    dry_run: bool = False
     argv: list[str] = field(default_factory=list)
 
 
@@ -46,6 +50,8 @@ class RunSummary:
     run_dir: Path
     counts: Counter
     failed: list[dict]
+    planned: list[Cell] = field(default_factory=list)
+    """With ``dry_run``: every cell the command selects (nothing was created, trained or stored)."""
 
 
 class RunLock:
@@ -56,19 +62,24 @@ class RunLock:
         self.handle = None
 
     def __enter__(self) -> RunLock:
-        self.handle = open(self.path, "a+")
+        try:
+            self.handle = open(self.path, "a+")
+        except OSError as error:
+            raise StorageError(f"{self.path}: cannot create the run's lock file ({error})") from None
         try:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.handle.seek(0)
             holder = self.handle.read().strip() or "another process"
             self.handle.close()
-            raise UsageError(f"{self.path.parent}: run directory is in use by oodbench pid {holder}; "
-                             "wait for it or choose another --out") from None
-        self.handle.seek(0)
-        self.handle.truncate()
-        self.handle.write(str(os.getpid()))
-        self.handle.flush()
+            raise UsageError(f"{self.path.parent}: run directory is in use by oodbench pid {holder}; wait for it to "
+                             "finish (then --resume adds to it) or choose another --out") from None
+        try:  # unbuffered, so a full disk says so here and not when the file is closed
+            os.ftruncate(self.handle.fileno(), 0)
+            os.pwrite(self.handle.fileno(), str(os.getpid()).encode(), 0)
+        except OSError as error:
+            self.handle.close()
+            raise StorageError(f"{self.path}: cannot write the run's lock file ({error}); nothing was run") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -113,25 +124,41 @@ def default_run_dir(matrix_name: str) -> Path:
 
 
 def _reusable(store: Store, job: Job) -> dict[str, int] | None:
-    """Selected epochs of a finished training whose checkpoints are all on disk: no need to train again."""
+    """Selected epochs of a finished training whose checkpoints are all on disk with the sha256 recorded when
+    they were written: no need to train again. A missing, damaged or unrecorded file means retraining."""
     selected = store.finished_training(job.training_key)
-    if selected and all(checkpoint_path(job, e).is_file() for e in set(selected.values())):
-        return selected
-    return None
+    if not selected:
+        return None
+    digests = store.checkpoint_digests(job.training_key)
+    for epoch in set(selected.values()):
+        path = checkpoint_path(job, epoch)
+        if epoch not in digests or not path.is_file() or file_sha256(path) != digests[epoch]:
+            return None
+    return selected
 
 
 def plan_jobs(store: Store, cells: list[Cell], run_dir: Path, options: RunOptions) -> list[Job]:
-    """Cells still to do, grouped so each trained network serves every target of its cell."""
+    """Cells still to do, grouped so each trained network serves every target of its cell.
+
+    A finished training that must be retrained (its checkpoints are gone or
+    damaged) takes all its cells along, done ones too, so no cell's results
+    come from a network other than the one its training's curves describe.
+    """
     status = store.cell_status()
     todo: dict[str, list[Cell]] = defaultdict(list)
+    by_training: dict[str, list[Cell]] = defaultdict(list)
     for cell in cells:
-        if cell.skip_reason is None and status.get(cell.key) != "done":
-            todo[cell.training_key].append(cell)
+        if cell.skip_reason is None:
+            by_training[cell.training_key].append(cell)
+            if status.get(cell.key) != "done":
+                todo[cell.training_key].append(cell)
     jobs = []
     data_dir = str(options.data_dir) if options.data_dir else None
-    for group in todo.values():
+    for key, group in todo.items():
         job = Job.from_cells(group, run_dir, options.device, data_dir)
         job.reuse_epochs = _reusable(store, job)
+        if job.reuse_epochs is None and len(by_training[key]) > len(group):
+            job = Job.from_cells(by_training[key], run_dir, options.device, data_dir)
         jobs.append(job)
     return jobs
 
@@ -181,13 +208,77 @@ def _stored_plan(run_dir: Path) -> tuple[str | None, Overrides] | None:
     """The matrix and overrides a run was started with, so a bare ``--resume`` finishes that run."""
     if not (run_dir / STORE_NAME).is_file():
         return None
-    with Store.in_dir(run_dir) as store:
+    with Store.in_dir(run_dir, readonly=True) as store:
         plan = store.meta().get("plan")
     if plan is None:
         return None
     return plan["matrix"], Overrides(filters=plan["filters"], seeds=plan["seeds"], epochs=plan["epochs"],
                                      sets=[tuple(item) for item in plan["sets"]], n_hparams=plan.get("n_hparams"),
                                      trials=plan.get("trials"))
+
+
+def _holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a store (a 0-byte one, left by a kill before the first write, counts as none)."""
+    path = run_dir / STORE_NAME
+    return path.is_file() and path.stat().st_size > 0
+
+
+def _make_run_dir(run_dir: Path) -> bool:
+    """Create the run directory (True if this call created it); one line when that is impossible."""
+    existed = run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {run_dir}: cannot create the run directory ({error.strerror or error})") from None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {run_dir}: the run directory is not writable (choose another --out)")
+    return not existed
+
+
+def _start(store: Store, options: RunOptions, matrix, plugins: PluginSet, cells: list[Cell], exists: bool) -> None:
+    """Record the run's configuration and plan its cells; a resume first proves nothing it adds would mix."""
+    current = _spec_hashes(plugins, cells)
+    meta = store.meta()
+    if exists:
+        check_unchanged(store, plugins, current)
+        started = {"resumes": [*meta.get("resumes", []), {"argv": options.argv, "at": time.time()}]}
+    else:
+        started = {"created_at": time.time(), "plan": _plan_record(options), "argv": options.argv}
+    specs = meta.get("dataset_specs", {}) | current
+    store.set_meta(started | {"matrix": matrix.as_dict(), "versions": _versions(), "executor": options.executor,
+                              "device": options.device, "dataset_specs": specs})
+    store.plan(cells)
+
+
+def _execute(store: Store, cells: list[Cell], by_key: dict[str, Cell], plugins: PluginSet, run_dir: Path,
+             options: RunOptions, executor) -> tuple[Counter, list[dict]]:
+    """Dispatch the jobs still to do and store each result the moment it comes back."""
+    jobs = plan_jobs(store, cells, run_dir, options)
+    progress = TqdmProgress(sum(len(j.cells) for j in jobs))
+
+    def on_result(result: TrainingResult | CellResult) -> None:
+        try:
+            if isinstance(result, TrainingResult):
+                store.record_training(result)
+                return
+            cell = by_key[result.key]
+            origins = {kind[:-1]: (name, *plugins.dist_of(kind, name)) for kind, name in (
+                ("datasets", cell.dataset), ("backbones", cell.backbone), ("algorithms", cell.algorithm),
+                ("targets", cell.target))}
+            store.record_cell(result, origins)
+        except sqlite3.OperationalError as error:  # disk full, read-only: stop, keep what is stored
+            raise StorageError(f"{store.path}: could not record a result ({error}); every result before it is "
+                               f"stored: fix the cause, then continue with --resume") from None
+        progress.cell_done(cell.label(), result, origins)
+
+    try:
+        executor.run(jobs, on_result, progress)
+    finally:
+        progress.close()
+    status = store.cell_status()
+    counts = Counter(status[c.key] for c in cells)
+    failed = [c for c in store.cells("failed") if c["key"] in by_key]
+    return counts, failed
 
 
 def run_matrix(options: RunOptions) -> RunSummary:
@@ -208,42 +299,33 @@ def run_matrix(options: RunOptions) -> RunSummary:
     cells = expand(matrix, plugins, options.overrides)
     if not cells:
         raise UsageError(f"{matrix.source}: the matrix and filters select no cells")
+    datasets = plugins.registry("datasets")
+    for name in sorted({c.dataset for c in cells if c.skip_reason is None}):
+        reason = getattr(datasets.get(name), "unusable", None)
+        if reason:
+            raise UsageError(f"dataset {name!r} cannot be used: {reason}")
+    if options.data_dir is not None:  # a wrong directory is one line now, not a failure in every cell
+        load_mnist(options.data_dir)
     run_dir = options.out or default_run_dir(matrix.name)
-    exists = (run_dir / STORE_NAME).exists()
+    exists = _holds_run(run_dir)
     if exists and not options.resume:
         raise UsageError(f"--out {run_dir}: already holds a run; pass --resume to finish it or choose another --out")
     if options.resume and not exists:
         raise UsageError(f"--resume: {run_dir} holds no run to resume (expected {run_dir / STORE_NAME})")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir}: is a file, not a directory (choose another --out)")
+    if options.dry_run:
+        return RunSummary(run_dir, Counter("skipped" if c.skip_reason else "planned" for c in cells), [], cells)
+    created = _make_run_dir(run_dir)
     by_key = {c.key: c for c in cells}
-    with RunLock(run_dir), Store.in_dir(run_dir) as store:
-        started = {"resumed_at": time.time()} if exists else {"created_at": time.time(), "plan": _plan_record(options)}
-        current = _spec_hashes(plugins, cells)
-        if exists:
-            check_unchanged(store, plugins, current)
-        specs = store.meta().get("dataset_specs", {}) | current
-        store.set_meta(started | {"argv": options.argv, "matrix": matrix.as_dict(), "versions": _versions(),
-                                  "executor": options.executor, "device": options.device, "dataset_specs": specs})
-        store.plan(cells)
-        jobs = plan_jobs(store, cells, run_dir, options)
-        progress = TqdmProgress(sum(len(j.cells) for j in jobs))
-
-        def on_result(result: TrainingResult | CellResult) -> None:
-            if isinstance(result, TrainingResult):
-                store.record_training(result)
-                return
-            cell = by_key[result.key]
-            origins = {kind[:-1]: (name, *plugins.dist_of(kind, name)) for kind, name in (
-                ("datasets", cell.dataset), ("backbones", cell.backbone), ("algorithms", cell.algorithm),
-                ("targets", cell.target))}
-            store.record_cell(result, origins)
-            progress.cell_done(cell.label(), result, origins)
-
-        try:
-            executor.run(jobs, on_result, progress)
-        finally:
-            progress.close()
-        status = store.cell_status()
-        counts = Counter(status[c.key] for c in cells)
-        failed = [c for c in store.cells("failed") if c["key"] in by_key]
+    planned = False
+    try:
+        with RunLock(run_dir), Store.in_dir(run_dir) as store:
+            _start(store, options, matrix, plugins, cells, exists)
+            planned = True
+            counts, failed = _execute(store, cells, by_key, plugins, run_dir, options, executor)
+    except BaseException:
+        if created and not planned:  # nothing recorded: leave no directory that refuses the corrected command
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return RunSummary(run_dir, counts, failed)

@@ -3,7 +3,8 @@
 Tables: ``meta`` (run configuration and versions), ``cells`` (every planned
 cell with status pending/done/failed/skipped, its search configuration, the
 values of the user's sweeps, its hyperparameters and error), ``trainings``
-(one per trained network, the epoch of each tracked checkpoint), ``curves``
+(one per trained network, the epoch of each tracked checkpoint), ``checkpoints``
+(the sha256 of each kept checkpoint file, so a resume never trusts a damaged one), ``curves``
 and ``train_stats`` (per-epoch metrics and losses), ``results`` (each cell's
 metrics per checkpoint and split, as its target runs them) and ``plugins``
 (the distribution and version of every plugin that took part in a cell).
@@ -41,6 +42,8 @@ CREATE TABLE IF NOT EXISTS cells (
     variant TEXT NOT NULL, hparams TEXT NOT NULL, status TEXT NOT NULL, error TEXT, selected TEXT, duration_s REAL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS trainings (
     key TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT, selected TEXT, duration_s REAL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    training TEXT NOT NULL, epoch INTEGER NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (training, epoch));
 CREATE TABLE IF NOT EXISTS curves (
     training TEXT NOT NULL, epoch INTEGER NOT NULL, split TEXT NOT NULL, env TEXT NOT NULL, role TEXT NOT NULL,
     part TEXT NOT NULL, acc REAL, gap REAL, worst_group_acc REAL, avg_group_acc REAL, group_acc TEXT,
@@ -64,27 +67,55 @@ def _metric_row(m: EnvMetrics) -> tuple:
     return (m.acc, m.gap, m.worst_group_acc, m.avg_group_acc, json.dumps(m.group_acc), m.n, m.ceiling)
 
 
-class Store:
-    """A run directory's SQLite file."""
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    """A connection; read-only ones fall back to ``immutable`` where SQLite cannot create the WAL index next to
+    the file (a read-only directory or mount)."""
+    if not readonly:
+        db = sqlite3.connect(path, timeout=30.0)
+    else:
+        uri = path.resolve().as_uri()
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30.0)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            db.close()
+            db = sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=30.0)
+    db.row_factory = sqlite3.Row
+    return db
 
-    def __init__(self, path: Path) -> None:
+
+class Store:
+    """A run directory's SQLite file; ``readonly`` for commands that only read (they work on a read-only run
+    directory and never create or alter a store)."""
+
+    def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.db = sqlite3.connect(self.path, timeout=30.0)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        tables = self.db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise UsageError(f"{self.path}: an empty file, not an oodbench store (a run killed before its first "
+                             f"write?); remove it or choose another --out")
+        try:
+            self.db = _connect(self.path, readonly)
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as error:
+            raise UsageError(f"{self.path}: not a readable oodbench store ({error})") from None
         if version != SCHEMA_VERSION and (version or tables):
             self.db.close()
             raise UsageError(f"{self.path}: written by another oodbench store layout (version {version}, this oodbench "
                              f"reads {SCHEMA_VERSION}); rerun it into a new --out")
+        if readonly:
+            if "cells" not in tables:
+                self.db.close()
+                raise UsageError(f"{self.path}: not an oodbench store (no cells table)")
+            return
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @classmethod
-    def in_dir(cls, run_dir: Path) -> Store:
-        return cls(Path(run_dir) / STORE_NAME)
+    def in_dir(cls, run_dir: Path, readonly: bool = False) -> Store:
+        return cls(Path(run_dir) / STORE_NAME, readonly)
 
     def close(self) -> None:
         self.db.close()
@@ -116,9 +147,26 @@ class Store:
                   c.skip_reason, now) for c in cells])
 
     def record_training(self, result: TrainingResult) -> None:
-        """The training row, its curves and its loss statistics, in one transaction."""
+        """The training row, its curves, loss statistics and checkpoint digests, in one transaction.
+
+        A failure never replaces a finished training: its curves are what the
+        finished cells were selected from. A finished training that replaces
+        another (retrained because its checkpoints were damaged) sends its
+        cells back to pending, so none keeps results of the old network.
+        """
         splits = {s["name"]: s for s in result.splits}
+        previous = self.finished_training(result.key)
+        if result.status != "done" and previous is not None:
+            return
         with self.db:
+            if previous is not None:
+                self.db.execute("DELETE FROM results WHERE cell IN (SELECT key FROM cells WHERE training = ?)",
+                                (result.key,))
+                self.db.execute("UPDATE cells SET status = 'pending', updated_at = ? WHERE training = ? "
+                                "AND status = 'done'", (time.time(), result.key))
+            self.db.execute("DELETE FROM checkpoints WHERE training = ?", (result.key,))
+            self.db.executemany("INSERT INTO checkpoints VALUES (?, ?, ?)",
+                                [(result.key, epoch, digest) for epoch, digest in result.checkpoints.items()])
             self.db.execute("DELETE FROM curves WHERE training = ?", (result.key,))
             self.db.execute("DELETE FROM train_stats WHERE training = ?", (result.key,))
             self.db.execute("INSERT OR REPLACE INTO trainings VALUES (?, ?, ?, ?, ?, ?)",
@@ -134,8 +182,12 @@ class Store:
                  for name, value in stats.items()])
 
     def record_cell(self, result: CellResult, plugins: dict[str, tuple[str, str, str]]) -> None:
-        """A finished (done or failed) cell with its results and plugin versions, in one transaction."""
+        """A finished (done or failed) cell with its results and plugin versions, in one transaction; a failure
+        never replaces a done cell's results."""
         splits = {s["name"]: s for s in result.splits}
+        done = self.db.execute("SELECT 1 FROM cells WHERE key = ? AND status = 'done'", (result.key,)).fetchone()
+        if result.status != "done" and done:
+            return
         with self.db:
             self.db.execute("DELETE FROM results WHERE cell = ?", (result.key,))
             self.db.execute(
@@ -156,6 +208,11 @@ class Store:
         """The checkpoint epochs of a training that completed, or None."""
         row = self.db.execute("SELECT selected FROM trainings WHERE key = ? AND status = 'done'", (key,)).fetchone()
         return json.loads(row["selected"]) if row else None
+
+    def checkpoint_digests(self, key: str) -> dict[int, str]:
+        """sha256 of each kept checkpoint of a training, by epoch."""
+        rows = self.db.execute("SELECT epoch, sha256 FROM checkpoints WHERE training = ?", (key,))
+        return {r["epoch"]: r["sha256"] for r in rows}
 
     def trainings(self) -> dict[str, dict[str, int]]:
         """Per finished training, the epoch of each tracked checkpoint."""

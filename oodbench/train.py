@@ -11,6 +11,7 @@ store: a job runs the same in-process, in a worker process or on Ray.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import time
 import traceback
@@ -83,6 +84,8 @@ class TrainingResult:
     curves: list[dict[str, EnvMetrics]] = field(default_factory=list)
     stats: list[dict[str, float]] = field(default_factory=list)
     selected: dict[str, int] = field(default_factory=dict)
+    checkpoints: dict[int, str] = field(default_factory=dict)
+    """sha256 of each kept checkpoint's file, by epoch: a resume reuses only files that still match."""
     duration_s: float = 0.0
 
 
@@ -235,12 +238,31 @@ def checkpoint_path(job: Job, epoch: int) -> Path:
     return Path(job.checkpoint_dir) / f"epoch-{epoch}.pt"
 
 
-def save_checkpoint(state: dict[str, torch.Tensor], path: Path) -> None:
-    """Write-then-rename, so a killed run never leaves a half-written checkpoint behind."""
+def save_checkpoint(state: dict[str, torch.Tensor], path: Path) -> str:
+    """Write-then-rename, so a killed run never leaves a half-written checkpoint behind; the file's sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    partial.replace(path)
+    try:
+        torch.save(state, partial)
+        digest = file_sha256(partial)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return digest
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def _load_states(job: Job, device: torch.device) -> dict[int, dict[str, torch.Tensor]] | None:
+    """The kept checkpoints of a finished training, or None when one no longer loads (then it is retrained)."""
+    try:
+        return {e: torch.load(checkpoint_path(job, e), map_location=device, weights_only=True)
+                for e in set(job.reuse_epochs.values())}
+    except Exception:
+        return None
 
 
 def deploy_cell(job: Job, cell: TargetCell, algorithm: Algorithm, prepared: Prepared,
@@ -273,18 +295,20 @@ def run_job(job: Job, emit: Emit, on_epoch: EpochCallback | None = None) -> None
     try:
         prepared = prepare(job, device)
         algorithm = build_algorithm(job, prepared.task)
-        if job.reuse_epochs:
+        states = _load_states(job, device) if job.reuse_epochs else None
+        if states is not None:
             selected = dict(job.reuse_epochs)
-            states = {e: torch.load(checkpoint_path(job, e), map_location=device) for e in set(selected.values())}
         else:
+            job.reuse_epochs = None  # what follows is a new training: a failure now is this training's own
             result, states = train(job, algorithm, prepared, on_epoch)
             selected = result.selected
-            for epoch, state in states.items():
-                save_checkpoint(state, checkpoint_path(job, epoch))
+            result.checkpoints = {epoch: save_checkpoint(state, checkpoint_path(job, epoch))
+                                  for epoch, state in states.items()}
             emit(result)
     except Exception as exc:
         error = _error_text(exc)
-        emit(TrainingResult(key=job.training_key, status="failed", error=error))
+        if not job.reuse_epochs:  # a finished training stays finished when only its redeployment failed
+            emit(TrainingResult(key=job.training_key, status="failed", error=error))
         for cell in job.cells:
             emit(CellResult(key=cell.key, status="failed", error=f"training failed: {error}"))
         return

@@ -167,6 +167,7 @@ FILES = {
     "type.toml": MATRIX_AXES + 'seeds = "0"\n',
     "include.toml": MATRIX_AXES + '[[include]]\ndataset = "colored_mnist"\nalgorithm = "erm"\n',
     "hparams.toml": MATRIX_AXES + "[hparams.erm]\nlrr = 1\n",
+    "exclude.toml": MATRIX_AXES + '[[exclude]]\nalgorithm = "ermm"\n',
 }
 
 
@@ -208,8 +209,38 @@ CASES = {
                             (r"--set momentum", r"allowed: .*\berm\.lr\b", r"\bbatch_size\b")),
     "set-wrong-type": Case(("run", "--set", "lr=abc"), (r"--set lr", r"expected float", r"'abc'")),
     "set-bool-for-int": Case(("run", "--set", "batch_size=true"), (r"--set batch_size", r"expected int", r"True")),
-    "seeds-not-integers": Case(("run", "--seeds", "x"), (r"--seeds", r"'x'", r"integers like 0,1,2")),
-    "epochs-zero": Case(("run", "--epochs", "0"), (r"--epochs", r"positive integer", r"'0'")),
+    "seeds-not-integers": Case(("run", "--seeds", "x"), (r"--seeds", r"'x'", r"integers in \[0, 4294967295\] like 0,1,2")),
+    "seeds-overflow": Case(("run", "--seeds", "100000000000000000000"), (r"--seeds", r"4294967295", r"'1000+'")),
+    "seeds-negative": Case(("run", "--seeds", "0,-1"), (r"--seeds", r"'0,-1'")),
+    "epochs-zero": Case(("run", "--epochs", "0"), (r"--epochs", r"integer in \[1, 1000000\]", r"'0'")),
+    "n-hparams-huge": Case(("run", "--n-hparams", "100000"), (r"--n-hparams", r"\[1, 10000\]")),
+    "lr-nan": Case(("run", "--set", "lr=nan"), (r"--set lr", r"finite number", r"nan")),
+    "lr-inf": Case(("run", "--set", "lr=inf"), (r"--set lr", r"finite number", r"inf")),
+    "lr-negative": Case(("run", "--set", "lr=-1"), (r"--set lr", r"-1\.0", r"outside the declared range",
+                                                    r"allowed: log-uniform")),
+    "batch-size-huge": Case(("run", "--set", "batch_size=1000000000"),
+                            (r"--set batch_size", r"1000000000", r"in \[1, 1000000\]")),
+    "mlp-hidden-zero": Case(("run", "-b", "mlp", "--set", "mlp.hidden=0"),
+                            (r"--set mlp\.hidden", r"outside the declared range")),
+    "mlp-depth-negative": Case(("run", "-b", "mlp", "--set", "mlp.depth=-1"),
+                               (r"--set mlp\.depth", r"outside the declared range")),
+    "exclude-misspelt": Case(("run", "--matrix", "{dir}/exclude.toml"),
+                             (r"exclude\.toml", r"exclude\[0\]\.algorithm", r"'ermm'", r"did you mean 'erm'\?")),
+    "data-dir-missing": Case(("run", "--data-dir", "/nonexistent"),
+                             (r"--data-dir", r"/nonexistent", r"does not exist", r"train-images-idx3-ubyte")),
+    "data-dir-without-idx": Case(("run", "--data-dir", "{dir}/empty"),
+                                 (r"MNIST directory .*empty", r"has no train-images-idx3-ubyte")),
+    "out-is-a-file": Case(("run", "--out", "{dir}/field.toml"), (r"--out", r"field\.toml", r"is a file"), out=False),
+    "out-under-a-file": Case(("run", "--out", "{dir}/field.toml/run"),
+                             (r"--out", r"cannot create the run directory", r"Not a directory"), out=False),
+    "resume-garbled-store": Case(("run", "--resume", "--out", "{dir}/garbled"),
+                                 (r"garbled/results\.sqlite", r"not a readable oodbench store"), out=False),
+    "resume-zero-byte-store": Case(("run", "--resume", "--out", "{dir}/zerobyte"),
+                                   (r"zerobyte/results\.sqlite", r"an empty file, not an oodbench store"), out=False),
+    "report-garbled-store": Case(("report", "{dir}/garbled"),
+                                 (r"garbled/results\.sqlite", r"not a readable oodbench store"), out=False),
+    "report-zero-byte-store": Case(("report", "{dir}/zerobyte"),
+                                   (r"zerobyte/results\.sqlite", r"an empty file, not an oodbench store"), out=False),
     "executor-unknown": Case(("run", "--executor", "nope"), (r"--executor", r"'nope'", r"local", r"process")),
     "device-unknown": Case(("run", "--device", "tpu"), (r"--device", r"'tpu'", r"cpu")),
     "report-not-a-run": Case(("report", "{dir}/notrun"), (r"notrun", r"not a run directory", STORE_NAME), out=False),
@@ -241,6 +272,10 @@ def bad_input_results(tmp_path_factory):
         (case_dir / "empty").mkdir()
         (case_dir / "existing").mkdir()
         Store.in_dir(case_dir / "existing").close()  # an existing run, cheaply
+        (case_dir / "garbled").mkdir()
+        (case_dir / "garbled" / STORE_NAME).write_bytes(b"SQLite format 3\0" + bytes(range(256)) * 40)
+        (case_dir / "zerobyte").mkdir()
+        (case_dir / "zerobyte" / STORE_NAME).touch()
         args = [a.replace("{dir}", str(case_dir)) for a in case.args]
         if case.out:
             args += ["--out", str(case_dir / "out")]

@@ -134,5 +134,5 @@ def test_a_bare_resume_finishes_the_run_as_it_was_started(tmp_path, capsys):
         (again,) = store.cells()  # the default matrix (cnn) was not added
         assert again["key"] == cell["key"] and again["status"] == "done"
         assert again["backbone"] == "mlp" and again["seed"] == 3
-        assert "resumed_at" in store.meta()
+        assert [r["argv"] for r in store.meta()["resumes"]] == [["run", "--out", str(run_dir), "--resume"]]
     capsys.readouterr()

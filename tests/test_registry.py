@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from oodbench.api import Algorithm
 from oodbench.errors import UsageError
-from oodbench.registry import DuplicateNameError, Registry
+from oodbench.registry import ContractError, DuplicateNameError, Registry
 
 
-class Named:
-    def __init__(self, name: str) -> None:
-        self.name = name
+def Named(name: str | None) -> type:
+    """A minimal algorithm class called ``name`` (algorithms, backbones and targets register classes)."""
+    return type(f"Algo_{name}", (Algorithm,), {"name": name})
 
 
 @pytest.fixture
@@ -44,12 +45,23 @@ def test_name_defaults_to_obj_name_and_an_explicit_name_wins():
 
 
 def test_a_class_registers_under_its_name_attribute():
-    class Algo:
+    class Algo(Algorithm):
         name = "vrex"
 
     registry = Registry("algorithms")
     registry.add(Algo, None, "vrex", "oodbench-methods")
     assert registry.get("vrex") is Algo
+
+
+def test_a_class_that_is_not_an_algorithm_is_refused_naming_its_distribution():
+    class Plain:
+        name = "plain"
+
+        def update(self, batches):
+            return {}
+
+    with pytest.raises(ContractError, match=r"algorithm 'plain' from some-dist is not a subclass of oodbench.api"):
+        Registry("algorithms").add(Plain, None, "p", "some-dist")
 
 
 @pytest.mark.parametrize("obj", [object(), Named(""), Named(None)])  # type: ignore[arg-type]

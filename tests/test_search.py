@@ -1,6 +1,7 @@
 """Random search: declared spaces, deterministic draws inside them, pinned values, and refused values."""
 
 import random
+import re
 
 import pytest
 
@@ -85,11 +86,11 @@ def test_trials_are_seeds_and_conflict_with_explicit_seeds():
 
 @pytest.mark.parametrize("search, message", [
     ({"n_hparam": 3}, "search has unknown key 'n_hparam' (allowed: n_hparams, trials)"),
-    ({"n_hparams": 0}, "search.n_hparams: expected an integer >= 1, got 0"),
-    ({"trials": "3"}, "search.trials: expected an integer >= 1, got '3'"),
+    ({"n_hparams": 0}, "search.n_hparams: expected an integer in [1, 10000], got 0"),
+    ({"trials": "3"}, "search.trials: expected an integer in [1, 10000], got '3'"),
 ])
 def test_a_bad_search_table_is_one_line(search, message):
-    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(UsageError, match=re.escape(message)):
         _matrix(search=search)
 
 

@@ -15,7 +15,7 @@ import torch
 
 from oodbench.api import Dataset
 from oodbench.cli import main
-from oodbench.data import envcache
+from oodbench.data import catalog, envcache
 from oodbench.data.catalog import PATH_ENV, SpecDataset, UnusableSpec, load_catalog, provides
 from oodbench.data.environments import build_environments, draw_coins
 from oodbench.data.mnist import MNIST, load_mnist
@@ -261,7 +261,7 @@ def test_coins_are_drawn_per_base_set_train_first():
     assert torch.equal(attribute, torch.cat([train_attribute, test_attribute]))
 
 
-def test_cache_is_read_back_and_a_spec_edit_invalidates_it(tmp_path, real):
+def test_cache_is_read_back_and_a_spec_edit_invalidates_it(tmp_path, real, monkeypatch):
     path = write(tmp_path / "specs", "tiny", TINY)
     cache = tmp_path / "cache"
     dataset = SpecDataset(load_spec(path), cache_dir=cache)
@@ -270,11 +270,13 @@ def test_cache_is_read_back_and_a_spec_edit_invalidates_it(tmp_path, real):
     assert stored.parent == cache and re.fullmatch(r"tiny-[0-9a-f]{16}-seed0\.pt", stored.name)
     assert [p.name for p in cache.iterdir()] == [stored.name]  # written atomically: no temp file left
 
-    rows = torch.load(stored, weights_only=True)
-    rows[0]["y"] = 1 - rows[0]["y"]  # mark the file: a read-back returns the mark, a rebuild would not
-    torch.save(rows, stored)
-    again = dataset.build(0, None)
-    assert torch.equal(again[0].y, 1 - built[0].y) and torch.equal(again[1].x, built[1].x)
+    def no_rebuild(*args):
+        raise AssertionError("the verified cache should have been read, not rebuilt")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(catalog, "build_environments", no_rebuild)
+        again = dataset.build(0, None)
+    assert all(torch.equal(a.x, b.x) and torch.equal(a.y, b.y) for a, b in zip(again, built))
 
     reworded = SpecDataset(load_spec(write(tmp_path / "specs", "tiny", edit('"tiny"', '"reworded"'))), cache)
     assert reworded.cache_path(0) == stored  # the description decides no tensor
@@ -292,7 +294,7 @@ def test_unreadable_cache_is_rebuilt(tmp_path, real):
     with pytest.warns(UserWarning, match="discarding unreadable dataset cache"):
         rebuilt = dataset.build(3, None)
     assert all(torch.equal(a.x, b.x) and torch.equal(a.group, b.group) for a, b in zip(built, rebuilt))
-    assert torch.load(dataset.cache_path(3), weights_only=True)[0]["name"] == "train"
+    assert torch.load(dataset.cache_path(3), weights_only=True)["environments"][0]["name"] == "train"
 
 
 def test_cache_key_covers_seed_spec_and_format(monkeypatch):

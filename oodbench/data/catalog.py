@@ -17,7 +17,7 @@ from pathlib import Path
 import oodbench
 from oodbench.api import Environment
 from oodbench.data.colors import RANDOM
-from oodbench.data.envcache import cache_file, load_or_build, spec_hash
+from oodbench.data.envcache import cache_file, cache_key, load_or_build, spec_hash
 from oodbench.data.environments import build_environments
 from oodbench.data.mnist import data_home, load_mnist
 from oodbench.data.spec import Spec, load_spec
@@ -67,7 +67,8 @@ class SpecDataset:
 
     def build(self, seed: int, data_dir: Path | None) -> list[Environment]:
         """The environments for ``seed`` (``data_dir``: a user's MNIST IDX directory)."""
-        return load_or_build(self.cache_path(seed), lambda: build_environments(self.spec, seed, load_mnist(data_dir)))
+        return load_or_build(self.cache_path(seed), cache_key(self.spec.normalized(), seed),
+                             lambda: build_environments(self.spec, seed, load_mnist(data_dir)))
 
 
 class UnusableSpec:
@@ -82,6 +83,8 @@ class UnusableSpec:
     def __init__(self, name: str, error: SpecError) -> None:
         self.name = name
         self.error = error
+        self.unusable = str(error)
+        """Why no run may use this dataset: the runner refuses it before anything trains."""
         self.__doc__ = f"UNUSABLE: {error}"
 
     def build(self, seed: int, data_dir: Path | None) -> list[Environment]:

@@ -28,6 +28,7 @@ import platformdirs
 import torch
 from tqdm import tqdm
 
+from oodbench.data.atomic import write_cache
 from oodbench.errors import DataIntegrityError, DataUnavailableError, UsageError
 
 SHA256 = {
@@ -266,22 +267,9 @@ def _read_cache(path: Path) -> Arrays | None:
 
 
 def _write_cache(arrays: Arrays, path: Path) -> None:
-    """Atomically store verified arrays (temp file + rename), so readers never see half a file.
-
-    A cache that cannot be written costs a refetch next time, not this run.
-    """
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".mnist-", suffix=".tmp")
-        with os.fdopen(handle, "wb") as stream:
-            torch.save({name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in arrays.items()}, stream)
-        os.replace(tmp, path)
-    except OSError as error:
-        warnings.warn(f"could not write MNIST cache {path}: {error}; set OODBENCH_DATA to a writable directory")
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+    """Store verified arrays; a cache that cannot be written costs a refetch next time, not this run."""
+    tensors = {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in arrays.items()}
+    write_cache(path, lambda stream: torch.save(tensors, stream), "MNIST cache")
 
 
 def _to_mnist(arrays: Arrays, source: str) -> MNIST:
