@@ -16,8 +16,8 @@ from torch import nn
 from oodbench.distributions import Bounded, Choice, Distribution, IntRange, LogUniform, Uniform
 
 __all__ = ["ROLES", "METADATA", "Environment", "make_groups", "Batch", "Task", "BackboneFactory", "Algorithm",
-           "SingleModel", "pooled", "attribute_prior", "Dataset", "Target", "SearchSpace", "Distribution",
-           "LogUniform", "Uniform", "IntRange", "Choice", "Bounded"]
+           "Backbone", "backbone_problem", "SingleModel", "pooled", "attribute_prior", "Dataset", "Target",
+           "SearchSpace", "Distribution", "LogUniform", "Uniform", "IntRange", "Choice", "Bounded"]
 
 SearchSpace = dict[str, Distribution]
 """Per hyperparameter (a key of ``defaults``), the distribution random search draws it from; the declared
@@ -137,6 +137,28 @@ BackboneFactory = Callable[[], nn.Module]
 """A zero-argument callable the harness hands an algorithm; each call builds a fresh backbone."""
 
 
+@runtime_checkable
+class Backbone(Protocol):
+    """What a built backbone offers: calling it gives logits; ``featurizer`` maps inputs to ``n_features``
+    features and ``classifier`` maps those to logits (DANN, CNC and RSC work between the two)."""
+
+    featurizer: nn.Module
+    classifier: nn.Module
+    n_features: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+def backbone_problem(network: object) -> str | None:
+    """What a built backbone lacks of ``Backbone``, or None: checked where the harness builds one."""
+    missing = [name for name in ("featurizer", "classifier") if not isinstance(getattr(network, name, None), nn.Module)]
+    if not isinstance(getattr(network, "n_features", None), int):
+        missing.append("n_features (int)")
+    if not callable(network):
+        missing.append("__call__")
+    return f"lacks {', '.join(missing)} (see oodbench.api.Backbone)" if missing else None
+
+
 class Algorithm(nn.Module):
     """Base class of every algorithm plugin.
 
@@ -190,6 +212,15 @@ class SingleModel(Algorithm):
     defaults = {"lr": 1e-3, "weight_decay": 0.0}
     search_space = {"lr": LogUniform(10 ** -4.5, 10 ** -2.5, limits=(1e-6, 1.0)),
                     "weight_decay": LogUniform(1e-6, 1e-3, limits=(0.0, 1.0))}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's own ``defaults`` and ``search_space`` extend the inherited ones, so declaring a method's
+        hyperparameters never drops the optimiser's ``lr`` and ``weight_decay``."""
+        super().__init_subclass__(**kwargs)
+        for attribute in ("defaults", "search_space"):
+            own = cls.__dict__.get(attribute)
+            if own is not None:
+                setattr(cls, attribute, {**getattr(super(cls, cls), attribute), **own})
 
     def __init__(self, backbone_factory: BackboneFactory, task: Task, hparams: dict[str, Any]) -> None:
         super().__init__(backbone_factory, task, hparams)

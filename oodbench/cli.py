@@ -21,7 +21,7 @@ from oodbench.plugins import KINDS, get_plugins
 from oodbench.scaffold import KINDS as SCAFFOLD_KINDS
 from oodbench.search import space_of
 
-REPORT_FORMATS = ("table", "markdown", "latex", "json", "csv", "html")
+from oodbench.render import FORMATS as REPORT_FORMATS
 from oodbench.selection import RULES
 
 
@@ -81,7 +81,7 @@ def _first_line(obj: Any) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from oodbench.report import render
+    from oodbench.render import render
     from oodbench.runner import RunOptions, run_matrix
     from oodbench.store import Store
 
@@ -106,6 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\nrun directory: {summary.run_dir} ({counts})")
     print(f"more: oodbench report {summary.run_dir} --selection val,oracle,oracle_epoch "
           f"--format markdown|latex|json|csv|html")
+    if summary.failed:
+        print(f"failed cells' tracebacks: oodbench report {summary.run_dir} --failed")
     return 1 if summary.failed else 0
 
 
@@ -182,11 +184,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from oodbench.report import open_store, render
+    from oodbench.render import failed_report, render
+    from oodbench.report import open_store
 
     with open_store(args.run_dir) as store:
-        text = render(store, args.format, args.selection)
-    if args.format == "html" and not args.output:  # a page is for a browser, not a terminal
+        text = failed_report(store) if args.failed else render(store, args.format, args.selection)
+    if args.format == "html" and not args.output and not args.failed:  # a page is for a browser, not a terminal
         args.output = args.run_dir / "report.html"
     if args.output:
         args.output.write_text(text + "\n")
@@ -308,6 +311,8 @@ def build_parser() -> Parser:
     report.add_argument("--selection", type=_selections, default=["val"], metavar="RULE[,RULE]",
                         help=f"{', '.join(RULES)}; a comma list gives one table per rule")
     report.add_argument("--output", "--out", "-o", type=Path, help="write to this file instead of stdout")
+    report.add_argument("--failed", action="store_true",
+                        help="the failed cells with their full tracebacks instead of the tables")
     report.set_defaults(func=cmd_report)
 
     why = sub.add_parser("explain", help="Grad-CAM maps of a trained cell's last conv layer on its test images")
@@ -351,6 +356,10 @@ def build_parser() -> Parser:
     return parser
 
 
+USES_PLUGINS = ("run", "list", "explain", "new-plugin", "data")
+"""Commands that load the plugins (and so torch); the reading ones (report, leaderboard, plugins) do not."""
+
+
 def _warn_failed_plugins() -> None:
     plugins = get_plugins()
     for record in plugins.failed():
@@ -365,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what the run records as its command
     try:
-        if args.command != "plugins":
+        if args.command in USES_PLUGINS:
             _warn_failed_plugins()
         return args.func(args)
     except (UsageError, DataIntegrityError, DataUnavailableError, StorageError) as exc:

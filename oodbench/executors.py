@@ -7,21 +7,14 @@ import multiprocessing.queues
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 from oodbench.errors import UsageError
 from oodbench.train import CellResult, Job, TrainingResult, run_job
-
-OnResult = Callable[[TrainingResult | CellResult], None]
-
-
-class Progress(Protocol):
-    def start_job(self, job: Job) -> None: ...
-
-    def epoch(self, epoch: int, total: int) -> None: ...
+from oodbench.worker import OnResult, Progress, failed_results, run_collect
 
 
 class Executor(Protocol):
@@ -69,22 +62,11 @@ _STARTED: multiprocessing.queues.SimpleQueue | None = None
 """In a pool worker: where it announces each job it starts, so the parent knows what a dead worker held."""
 
 
-def run_collect(job: Job) -> list[TrainingResult | CellResult]:
-    """Run a job away from the store and hand every result back at the end (workers never write the store)."""
+def _announced(job: Job) -> list[TrainingResult | CellResult]:
+    """``run_collect`` in a pool worker, after telling the parent which job this worker now holds."""
     if _STARTED is not None:
         _STARTED.put(job.training_key)
-    results: list[TrainingResult | CellResult] = []
-    run_job(job, results.append)
-    return results
-
-
-def failed_results(job: Job, error: str) -> list[TrainingResult | CellResult]:
-    """What a job whose worker died (killed, out of memory, lost node) stores: its cells as failed, and its
-    training as failed unless the job only reused a finished one (which stays as it was)."""
-    cells: list[TrainingResult | CellResult] = [CellResult(key=c.key, status="failed", error=error) for c in job.cells]
-    if job.reuse_epochs:
-        return cells
-    return [TrainingResult(key=job.training_key, status="failed", error=error), *cells]
+    return run_collect(job)
 
 
 class ProcessExecutor:
@@ -130,7 +112,7 @@ class ProcessExecutor:
         unfinished = []
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                  initargs=(self.threads, started, os.getpid())) as pool:
-            futures = {pool.submit(run_collect, job): job for job in jobs}
+            futures = {pool.submit(_announced, job): job for job in jobs}
             try:
                 self._collect(futures, unfinished, on_result)
             except BaseException:  # Ctrl-C, or the store refused a write: stop now, not after the queue

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 
 from oodbench.errors import UsageError
-from oodbench.executors import OnResult, Progress, failed_results, run_collect
+from oodbench.worker import OnResult, Progress, failed_results, run_collect
 from oodbench.train import CellResult, Job, TrainingResult
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from tabulate import tabulate
 
 from oodbench.errors import UsageError
-from oodbench.metrics import DIRECTIONS
+from oodbench.directions import DIRECTIONS
 from oodbench.report import IDENTITY, open_store, scale, summarize
 from oodbench.selection import RULES
 from oodbench.store import Store

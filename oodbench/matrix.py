@@ -378,16 +378,19 @@ def _missing_requires(matrix: Matrix, plugins: PluginSet) -> list[str]:
     return [d for d in matrix.requires if normalize_dist(d) not in loaded]
 
 
-def _matrix_name(plugins: PluginSet, axis: str, name: str, where: str, missing: list[str], source: str) -> None:
-    """Check a name the matrix file uses; when a required distribution is absent, say that instead."""
-    try:
-        plugins.registry(axis).get(name, where=where)
-    except UsageError:
-        if missing:
-            raise UsageError(f"{source}: requires plugin distribution(s) {', '.join(missing)}, not installed or not "
-                             f"loaded (`make setup` installs the first-party ones from plugins/; `oodbench plugins` "
-                             f"lists what is loaded)") from None
-        raise
+def _matrix_name(plugins: PluginSet, axis: str, name: str, where: str, missing: list[str]) -> bool:
+    """Whether a name the matrix file uses is installed. An unknown name is an error, unless a distribution the
+    matrix requires is absent: then it most likely comes from there, and its cells are skipped with that reason."""
+    if name in plugins.registry(axis):
+        return True
+    if missing:
+        return False
+    plugins.registry(axis).get(name, where=where)
+    return True
+
+
+def _absent_reason(missing: list[str]) -> str:
+    return f"not installed: from {' or '.join(missing)}, which the matrix requires (`make setup` installs them)"
 
 
 def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = None) -> list[Cell]:
@@ -405,10 +408,11 @@ def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = Non
         for name in names:
             plugins.registry(axis).get(name, where=f"--{AXES[axis]}")
         axes[axis] = list(dict.fromkeys(names))
+    absent: set[str] = set()
     for axis, names in axes.items():
         if axis not in overrides.filters:
-            for name in names:
-                _matrix_name(plugins, axis, name, f"{matrix.source}: {axis}", missing, matrix.source)
+            absent |= {name for name in names
+                       if not _matrix_name(plugins, axis, name, f"{matrix.source}: {axis}", missing)}
     search = matrix.search | {k: v for k, v in (("n_hparams", overrides.n_hparams), ("trials", overrides.trials))
                               if v is not None}
     if overrides.seeds and overrides.trials:
@@ -418,8 +422,9 @@ def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = Non
     for i, entry in enumerate(matrix.include):
         if all(entry[AXES[a]] in names for a, names in overrides.filters.items()):
             for axis, singular in AXES.items():
-                _matrix_name(plugins, axis, entry[singular], f"{matrix.source}: include[{i}].{singular}", missing,
-                             matrix.source)
+                if not _matrix_name(plugins, axis, entry[singular], f"{matrix.source}: include[{i}].{singular}",
+                                    missing):
+                    absent.add(entry[singular])
             combos.append({k: entry[k] for k in AXES.values()} | {"seeds": overrides.seeds or entry.get("seeds", seeds)})
     singular_axes = {singular: axis for axis, singular in AXES.items()}
     for i, entry in enumerate(matrix.exclude):  # a misspelt name would exclude nothing, silently
@@ -444,12 +449,18 @@ def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = Non
                          or (k == "algorithms" and key in TRAINING_DEFAULTS)), kinds[0])
             _table_entry(kind, key, value, components.defaults(kind, name), f"{matrix.source}: hparams.{name}.{key}",
                          components.space(kind, name))
-    sets = _check_sets(overrides.sets, combos, components)
+    present = [c for c in combos if not absent & {c[k] for k in AXES.values()}]
+    sets = _check_sets(overrides.sets, present, components)
     cells: dict[str, Cell] = {}
     for combo in combos:
         for seed in combo["seeds"]:
             point = {k: combo[k] for k in AXES.values()} | {"seed": seed}
             if any(all(point[k] == v for k, v in ex.items()) for ex in matrix.exclude):
+                continue
+            if combo not in present:
+                cell = Cell(**point, training=dict(TRAINING_DEFAULTS) | matrix.training, algorithm_hparams={},
+                            backbone_hparams={}, target_hparams={}, skip_reason=_absent_reason(missing))
+                cells.setdefault(cell.key, cell)
                 continue
             for cell in _resolve(point, matrix, overrides, sets, components, search.get("n_hparams", 1)):
                 cells.setdefault(cell.key, cell)

@@ -1,8 +1,8 @@
 """OOD metrics of one environment: accuracy, gap to the ceiling, worst- and average-group accuracy.
 
 Accuracies are fractions in [0, 1]; ``gap`` is in percentage points, the
-seed report's "distance to 75 %". ``DIRECTIONS`` says which way is better,
-so comparisons (selection, leaderboard) never guess.
+seed report's "distance to 75 %". Which way each is better lives in
+``oodbench.directions``, which reports read without torch.
 """
 
 from __future__ import annotations
@@ -10,14 +10,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-
-DIRECTIONS = {
-    "acc": "max",
-    "gap": "min",
-    "worst_group_acc": "max",
-    "avg_group_acc": "max",
-    "id_acc": "max",
-}
 
 
 @dataclass(frozen=True)

@@ -96,9 +96,16 @@ def _installed_parts(origins: dict[str, tuple[str, str, str]]) -> str:
 
 
 class TqdmProgress:
-    """One bar for cells and one for the current job's epochs; silent when stderr is not a TTY."""
+    """On a TTY, one bar for cells and one for the current job's epochs. Elsewhere (a CI log, ``nohup``, a
+    pipe) bars would be silent, so each finished cell prints one line with the elapsed time and an ETA."""
 
-    def __init__(self, total_cells: int) -> None:
+    def __init__(self, total_cells: int, trainings: int = 0) -> None:
+        self.total, self.finished = total_cells, 0
+        self.started = time.monotonic()
+        self.lines = not sys.stderr.isatty()
+        if self.lines and total_cells:
+            print(f"oodbench: {total_cells} cells to run ({trainings} trainings); a line as each finishes",
+                  file=sys.stderr, flush=True)
         self.cells = tqdm(total=total_cells, desc="cells", unit="cell", position=0, disable=None)
         self.epochs = tqdm(total=0, desc="epochs", unit="epoch", position=1, leave=False, disable=None)
 
@@ -111,12 +118,23 @@ class TqdmProgress:
 
     def cell_done(self, label: str, result: CellResult, origins: dict[str, tuple[str, str, str]]) -> None:
         self.cells.update(1)
+        self.finished += 1
         if result.status == "failed":
             tqdm.write(f"oodbench: cell {label} failed: {result.error}{_installed_parts(origins)}", file=sys.stderr)
+        if self.lines:
+            elapsed = time.monotonic() - self.started
+            eta = elapsed / self.finished * (self.total - self.finished)
+            print(f"oodbench: [{self.finished}/{self.total}] {result.status} {label} "
+                  f"(elapsed {_clock(elapsed)}, ETA {_clock(eta)})", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self.epochs.close()
         self.cells.close()
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
 
 
 def default_run_dir(matrix_name: str) -> Path:
@@ -254,7 +272,7 @@ def _execute(store: Store, cells: list[Cell], by_key: dict[str, Cell], plugins: 
              options: RunOptions, executor) -> tuple[Counter, list[dict]]:
     """Dispatch the jobs still to do and store each result the moment it comes back."""
     jobs = plan_jobs(store, cells, run_dir, options)
-    progress = TqdmProgress(sum(len(j.cells) for j in jobs))
+    progress = TqdmProgress(sum(len(j.cells) for j in jobs), len(jobs))
 
     def on_result(result: TrainingResult | CellResult) -> None:
         try:

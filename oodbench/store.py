@@ -4,7 +4,8 @@ Tables: ``meta`` (run configuration and versions), ``cells`` (every planned
 cell with status pending/done/failed/skipped, its search configuration, the
 values of the user's sweeps, its hyperparameters and error), ``trainings``
 (one per trained network, the epoch of each tracked checkpoint), ``checkpoints``
-(the sha256 of each kept checkpoint file, so a resume never trusts a damaged one), ``curves``
+(the sha256 of each kept checkpoint file, so a resume never trusts a damaged one), ``tracebacks``
+(the full traceback of each failed cell), ``curves``
 and ``train_stats`` (per-epoch metrics and losses), ``results`` (each cell's
 metrics per checkpoint and split, as its target runs them) and ``plugins``
 (the distribution and version of every plugin that took part in a cell).
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS cells (
     variant TEXT NOT NULL, hparams TEXT NOT NULL, status TEXT NOT NULL, error TEXT, selected TEXT, duration_s REAL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS trainings (
     key TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT, selected TEXT, duration_s REAL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tracebacks (cell TEXT PRIMARY KEY, text TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
     training TEXT NOT NULL, epoch INTEGER NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (training, epoch));
 CREATE TABLE IF NOT EXISTS curves (
@@ -190,6 +192,9 @@ class Store:
             return
         with self.db:
             self.db.execute("DELETE FROM results WHERE cell = ?", (result.key,))
+            self.db.execute("DELETE FROM tracebacks WHERE cell = ?", (result.key,))
+            if result.traceback:
+                self.db.execute("INSERT INTO tracebacks VALUES (?, ?)", (result.key, result.traceback))
             self.db.execute(
                 "UPDATE cells SET status = ?, error = ?, selected = ?, duration_s = ?, updated_at = ? WHERE key = ?",
                 (result.status, result.error, json.dumps(result.selected), result.duration_s, time.time(), result.key))
@@ -208,6 +213,12 @@ class Store:
         """The checkpoint epochs of a training that completed, or None."""
         row = self.db.execute("SELECT selected FROM trainings WHERE key = ? AND status = 'done'", (key,)).fetchone()
         return json.loads(row["selected"]) if row else None
+
+    def tracebacks(self) -> dict[str, str]:
+        """The full traceback of each failed cell that has one (a store older than this table has none)."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'tracebacks'").fetchone():
+            return {}
+        return {r["cell"]: r["text"] for r in self.db.execute("SELECT cell, text FROM tracebacks")}
 
     def checkpoint_digests(self, key: str) -> dict[int, str]:
         """sha256 of each kept checkpoint of a training, by epoch."""

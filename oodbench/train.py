@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import sys
+import sysconfig
 import time
 import traceback
 from collections import defaultdict
@@ -23,7 +25,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from oodbench.api import Algorithm, Batch, Environment, Task
+from oodbench.api import Algorithm, Batch, Environment, Task, backbone_problem
 from oodbench.matrix import Cell
 from oodbench.metrics import EnvMetrics, env_metrics
 from oodbench.plugins import get_plugins
@@ -100,6 +102,8 @@ class CellResult:
     results: dict[str, dict[str, EnvMetrics]] = field(default_factory=dict)
     splits: list[dict[str, str]] = field(default_factory=list)
     duration_s: float = 0.0
+    traceback: str | None = None
+    """A failure's full traceback, kept in the store for ``oodbench report RUN --failed``."""
 
 
 Emit = Callable[[TrainingResult | CellResult], None]
@@ -150,7 +154,12 @@ def build_algorithm(job: Job, task: Task) -> Algorithm:
     algorithm_cls = plugins.registry("algorithms").get(job.algorithm)
 
     def backbone_factory() -> nn.Module:
-        return backbone_cls(task.input_shape, task.num_classes, **job.backbone_hparams)
+        network = backbone_cls(task.input_shape, task.num_classes, **job.backbone_hparams)
+        problem = backbone_problem(network)
+        if problem:
+            dist, version = plugins.dist_of("backbones", job.backbone)
+            raise TypeError(f"backbone {job.backbone!r} from {dist} {version} {problem}")
+        return network
 
     return algorithm_cls(backbone_factory, task, job.algorithm_hparams).to(task.device)
 
@@ -282,10 +291,32 @@ def deploy_cell(job: Job, cell: TargetCell, algorithm: Algorithm, prepared: Prep
                       splits=_describe(prepared.splits), duration_s=time.perf_counter() - start)
 
 
+LIBRARIES = ("torch", "torchvision", "numpy", "snntorch", "memtorch", "pluggy")
+"""Packages whose frames a failure's one-line summary skips: the line names the innermost frame of the code
+that called them (the plugin's), not a line inside torch."""
+
+
+def _library_roots() -> tuple[str, ...]:
+    roots = [sysconfig.get_paths()["stdlib"]]
+    for name in LIBRARIES:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            roots.append(str(Path(module.__file__).parent))
+    return tuple(roots)
+
+
 def _error_text(exc: BaseException) -> str:
-    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    """``Type: message (at file.py:line)``, the frame being the innermost one outside the libraries."""
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    roots = _library_roots()
+    own = [f for f in frames if not f.filename.startswith(roots)]
+    where = (own or frames or [None])[-1]
     at = f" (at {Path(where.filename).name}:{where.lineno})" if where else ""
     return f"{type(exc).__name__}: {exc}{at}"
+
+
+def _traceback_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))
 
 
 def run_job(job: Job, emit: Emit, on_epoch: EpochCallback | None = None) -> None:
@@ -306,14 +337,14 @@ def run_job(job: Job, emit: Emit, on_epoch: EpochCallback | None = None) -> None
                                   for epoch, state in states.items()}
             emit(result)
     except Exception as exc:
-        error = _error_text(exc)
+        error, full = _error_text(exc), _traceback_text(exc)
         if not job.reuse_epochs:  # a finished training stays finished when only its redeployment failed
             emit(TrainingResult(key=job.training_key, status="failed", error=error))
         for cell in job.cells:
-            emit(CellResult(key=cell.key, status="failed", error=f"training failed: {error}"))
+            emit(CellResult(key=cell.key, status="failed", error=f"training failed: {error}", traceback=full))
         return
     for cell in job.cells:
         try:
             emit(deploy_cell(job, cell, algorithm, prepared, states, selected))
         except Exception as exc:
-            emit(CellResult(key=cell.key, status="failed", error=_error_text(exc)))
+            emit(CellResult(key=cell.key, status="failed", error=_error_text(exc), traceback=_traceback_text(exc)))

@@ -11,8 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from cli_support import subprocess_env
+from cli_support import FIRST_PARTY, subprocess_env
 from oodbench.plugins import LOAD_PLUGINS_ENV, PluginSet, get_plugins, reset_plugins
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite loads only oodbench's own plugin distributions, whatever else the environment holds."""
+    os.environ[LOAD_PLUGINS_ENV] = FIRST_PARTY
 
 
 class FakeSite:
@@ -25,10 +30,15 @@ class FakeSite:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.modules: list[str] = []
+        self.selection = FIRST_PARTY
+        """What the site puts in ``OODBENCH_LOAD_PLUGINS``: the first-party plugins and every dist it adds."""
 
     def add_dist(self, dist: str, entry_points: dict[str, str], modules: dict[str, str] | None = None,
                  version: str = "1.0.0") -> Path:
         """Install ``dist``: its ``[oodbench]`` entry points (name -> module) and the modules' sources."""
+        if os.environ.get(LOAD_PLUGINS_ENV) == self.selection:  # unless a test chose its own selection
+            self.selection = f"{self.selection},{dist}"
+            os.environ[LOAD_PLUGINS_ENV] = self.selection
         info = self.root / f"{re.sub(r'[-_.]+', '_', dist)}-{version}.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
@@ -49,17 +59,18 @@ class FakeSite:
     def env(self, **overrides: str | None) -> dict[str, str]:
         """``os.environ`` for a CLI subprocess that sees this site; ``None`` removes a variable."""
         pythonpath = os.pathsep.join([str(self.root), *filter(None, [os.environ.get("PYTHONPATH")])])
-        return subprocess_env(**({"PYTHONPATH": pythonpath} | overrides))
+        selection = {LOAD_PLUGINS_ENV: os.environ.get(LOAD_PLUGINS_ENV)}
+        return subprocess_env(**({"PYTHONPATH": pythonpath} | selection | overrides))
 
 
 @pytest.fixture
 def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """An empty fake site on ``sys.path``, with ``OODBENCH_LOAD_PLUGINS`` unset and the plugin set reset
-    before and after, so other tests see the real environment again."""
+    """An empty fake site on ``sys.path``, ``OODBENCH_LOAD_PLUGINS`` naming the first-party plugins and each
+    dist the test adds, and the plugin set reset before and after, so other tests see the real environment."""
     root = tmp_path / "site"
     root.mkdir()
     monkeypatch.syspath_prepend(str(root))
-    monkeypatch.delenv(LOAD_PLUGINS_ENV, raising=False)
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, FIRST_PARTY)
     reset_plugins()
     site = FakeSite(root)
     yield site

@@ -38,7 +38,7 @@ class LayeredEnv:
         (Path(purelib) / "_oodbench_tests_parent.pth").write_text(f"import site; {lines}\n")
 
     def run(self, *args: str, cwd: Path | None = None, **env: str | None) -> subprocess.CompletedProcess:
-        """``python ARGS`` in this environment (``OODBENCH_LOAD_PLUGINS`` unset unless given)."""
+        """``python ARGS`` here (only first-party plugins load unless ``OODBENCH_LOAD_PLUGINS`` is given)."""
         return subprocess.run([str(self.python), *args], cwd=cwd, env=subprocess_env(**env), capture_output=True,
                               text=True, timeout=TIMEOUT, check=False)
 

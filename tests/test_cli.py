@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from cli_support import subprocess_env
+from cli_support import FIRST_PARTY, subprocess_env
+from oodbench.data.mnist import data_home, load_mnist
 from oodbench.plugins import LOAD_PLUGINS_ENV
 from oodbench.store import STORE_NAME, Store
 
@@ -171,11 +172,6 @@ FILES = {
 }
 
 
-FIRST_PARTY = "oodbench-methods,oodbench-snn,oodbench-memristor"
-"""The distributions under plugins/, which the named matrices need; other installed plugins stay out of the
-messages."""
-
-
 @dataclass(frozen=True)
 class Case:
     args: tuple[str, ...]
@@ -202,8 +198,6 @@ CASES = {
                                  (r"include\.toml", r"include\[0\]", r"lacks backbone, target")),
     "unknown-hparam": Case(("run", "--matrix", "{dir}/hparams.toml"),
                            (r"hparams\.toml", r"hparams\.erm\.lrr", r"unknown key 'lrr'", r"allowed: .*\blr\b")),
-    "matrix-requires-missing": Case(("run",), (r"quick \(built in\)", r"requires plugin distribution",
-                                             r"oodbench-methods, oodbench-snn, oodbench-memristor"), load=""),
     "set-without-equals": Case(("run", "--set", "lr"), (r"--set 'lr'", r"KEY=VALUE")),
     "set-unknown-key": Case(("run", "--set", "momentum=0.9"),
                             (r"--set momentum", r"allowed: .*\berm\.lr\b", r"\bbatch_size\b")),
@@ -303,3 +297,19 @@ def test_bad_input_exits_2_with_one_line(bad_input_results, name):
     assert not (case_dir / "empty" / STORE_NAME).exists()
     assert sorted(p.name for p in (case_dir / "existing").iterdir()) == existing_before
     assert not (case_dir / "runs").exists()
+
+
+@pytest.mark.slow
+def test_with_the_core_alone_the_default_matrix_runs_its_core_rows_and_lists_the_rest(tmp_path):
+    """No plugin distribution loaded: `oodbench run` trains what the core has and skips the rest, saying why."""
+    load_mnist()  # the real cache exists before the run links to it
+    env = base_env(tmp_path / "data", **{LOAD_PLUGINS_ENV: ""})
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mnist").symlink_to(data_home() / "mnist", target_is_directory=True)
+    done = run_cli(["run", "--epochs", "1", "--set", "train_eval_size=1000", "--out", str(tmp_path / "run")], env,
+                   tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "1 done, 16 skipped" in done.stdout
+    assert re.search(r"^erm +\d", done.stdout, re.MULTILINE)  # the core's row: ERM on the CNN, float target
+    assert "16 skipped cell(s):" in done.stdout
+    assert done.stdout.count("not installed: from oodbench-methods or oodbench-snn or oodbench-memristor") == 16

@@ -16,7 +16,8 @@ from store_support import SPLITS, VERSIONS
 from oodbench.cli import main
 from oodbench.matrix import Cell
 from oodbench.metrics import EnvMetrics
-from oodbench.report import render, rule_table, summarize
+from oodbench.render import render
+from oodbench.report import rule_table, summarize
 from oodbench.store import Store
 from oodbench.train import CellResult, TrainingResult
 

@@ -86,7 +86,8 @@ def two_dists(fake_site):
     return fake_site
 
 
-def test_unset_env_var_loads_every_plugin(two_dists):
+def test_unset_env_var_loads_every_plugin(two_dists, monkeypatch):
+    monkeypatch.delenv(LOAD_PLUGINS_ENV)
     plugins = two_dists.load()
     assert {"alpha_algo", "beta_algo", "erm"} <= names(plugins, "algorithms")
     assert plugins.records["alpha"].dist == "fake-alpha"

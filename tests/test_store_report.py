@@ -10,7 +10,8 @@ from store_support import SPLITS, VERSIONS
 from oodbench.errors import UsageError
 from oodbench.matrix import Cell
 from oodbench.metrics import EnvMetrics
-from oodbench.report import render, summarize
+from oodbench.render import render
+from oodbench.report import summarize
 from oodbench.store import Store
 from oodbench.train import CellResult, TrainingResult
 

@@ -18,6 +18,10 @@ def epoch_times(request: pytest.FixtureRequest) -> dict[str, dict[str, dict[str,
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    from test_command_speed import summarize
+
+    terminalreporter.section("commands against import torch, same run (minimum of the rounds)")
+    summarize(config, terminalreporter.write_line)
     groups = {g: t for g, t in config.stash.get(EPOCH_TIMES, {}).items() if {"harness", "dataloader"} <= set(t)}
     if not groups:
         return

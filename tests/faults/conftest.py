@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cli_support import subprocess_env
+from cli_support import FIRST_PARTY, subprocess_env
+from oodbench.plugins import LOAD_PLUGINS_ENV
 from oodbench.data.mnist import data_home, load_mnist
 from oodbench.store import STORE_NAME
 from oodbench.testing import SMALL_COLORED_MNIST
@@ -62,7 +63,8 @@ def fault_site(tmp_path_factory) -> FaultSite:
     (home / "mnist").symlink_to(data_home() / "mnist", target_is_directory=True)
     pythonpath = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
     env = subprocess_env(PYTHONPATH=pythonpath, OODBENCH_DATA=str(home), OODBENCH_FAULT_SPEC=str(spec),
-                         OMP_NUM_THREADS="1", OODBENCH_FAULT=None, OODBENCH_FAULT_ONCE=None)
+                         OMP_NUM_THREADS="1", OODBENCH_FAULT=None, OODBENCH_FAULT_ONCE=None,
+                         **{LOAD_PLUGINS_ENV: f"{FIRST_PARTY},oodbench-faults"})
     return FaultSite(root, env)
 
 
@@ -99,7 +101,7 @@ def fault_plugins(fault_site, monkeypatch):
     """The fault site's plugins and dataset loaded in this process, for tests that call ``main`` directly."""
     from oodbench.plugins import reset_plugins
 
-    for key in ("OODBENCH_DATA", "OODBENCH_FAULT_SPEC"):
+    for key in ("OODBENCH_DATA", "OODBENCH_FAULT_SPEC", LOAD_PLUGINS_ENV):
         monkeypatch.setenv(key, fault_site.env[key])
     monkeypatch.syspath_prepend(str(fault_site.root / "site"))
     reset_plugins()

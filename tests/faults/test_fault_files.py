@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -26,9 +27,13 @@ from oodbench.testing import SMALL_COLORED_MNIST
 ONE = [*TINY, "--seeds", "0", "-t", "float"]
 
 
+PROGRESS = re.compile(r"^oodbench: (\[\d+/\d+\] |\d+ cells to run )")
+"""The progress lines a run prints when stderr is not a terminal: not errors."""
+
+
 def _one_line(stderr: str) -> str:
     assert "Traceback" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = [line for line in stderr.splitlines() if line.strip() and not PROGRESS.match(line)]
     assert len(lines) == 1, stderr
     return lines[0]
 
