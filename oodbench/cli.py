@@ -119,16 +119,27 @@ def _plan_table(cells: Sequence[Any]) -> str:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from oodbench.plugins import installed_records
     from oodbench.requirements import installed_requirements, run_requirements
 
     if args.requirements not in (None, True):
         print("\n".join(run_requirements(Path(args.requirements))))
         return 0
+    if args.requirements is True:
+        print("\n".join(installed_requirements(get_plugins())))
+        return 0
+    if not args.check:  # from the installed metadata alone: nothing is imported
+        records = installed_records()
+        if args.json:
+            print(json.dumps([{k: r.as_dict()[k] for k in ("name", "dist", "version", "target", "builtin")}
+                              for r in records], indent=2))
+            return 0
+        print(tabulate([[r.name, r.dist, r.version, r.target] for r in records],
+                       headers=["plugin", "distribution", "version", "target"]))
+        print("\noodbench plugins --check imports each plugin and shows its hooks, and why one does not load")
+        return 0
     plugins = get_plugins()
     plugins.failed()
-    if args.requirements is True:
-        print("\n".join(installed_requirements(plugins)))
-        return 0
     records = [r.as_dict() for r in plugins.records.values()]
     if args.json:
         print(json.dumps(records, indent=2))
@@ -286,7 +297,9 @@ def build_parser() -> Parser:
                      help=f"selection rule(s) of the printed table: {', '.join(RULES)} (e.g. val,oracle)")
     run.set_defaults(func=cmd_run)
 
-    plugins = sub.add_parser("plugins", help="installed plugins: distribution, version, target, hooks, load errors")
+    plugins = sub.add_parser("plugins", help="installed plugins: distribution, version, target (--check: hooks, "
+                                            "load errors)")
+    plugins.add_argument("--check", action="store_true", help="import each plugin: its hooks, and why one does not load")
     output = plugins.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true")
     output.add_argument("--requirements", nargs="?", const=True, metavar="RUN_DIR",

@@ -166,21 +166,39 @@ def _allowed_dists() -> set[str] | None:
     return {normalize_dist(part.strip()) for part in value.split(",") if part.strip()}
 
 
+def _selected_entry_points() -> tuple[list[tuple[Any, str, str]], list[str]]:
+    """The installed entry points ``OODBENCH_LOAD_PLUGINS`` selects, as (entry point, dist, version) in load
+    order, and the warnings for names it gives that provide nothing; read from metadata, nothing imported."""
+    allowed = _allowed_dists()
+    seen: set[str] = set()
+    selected = []
+    entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    for ep in sorted(entry_points, key=lambda e: (e.dist.name if e.dist else "", e.name)):
+        dist = ep.dist.name if ep.dist else "(unknown distribution)"
+        version = ep.dist.version if ep.dist else "?"
+        seen.add(normalize_dist(dist))
+        if allowed is None or normalize_dist(dist) in allowed:
+            selected.append((ep, dist, version))
+    warnings = [f"{LOAD_PLUGINS_ENV} names {missing!r}, which provides no oodbench plugin"
+                for missing in sorted((allowed or set()) - seen)]
+    return selected, warnings
+
+
+def installed_records() -> list[PluginRecord]:
+    """What ``oodbench plugins`` lists without importing anything: built-ins, then the selected entry points
+    (their hooks and load errors are known only once imported: ``load_plugins``)."""
+    records = [PluginRecord(module, "oodbench", __version__, module, builtin=True) for module in BUILTIN_PLUGINS]
+    return records + [PluginRecord(ep.name, dist, version, ep.value) for ep, dist, version in _selected_entry_points()[0]]
+
+
 def load_plugins() -> PluginSet:
     """Built-in plugins by module path, then third-party entry points (filtered by the env var)."""
     plugins = PluginSet()
     for module_name in BUILTIN_PLUGINS:
         module = importlib.import_module(module_name)
         plugins.add(module, PluginRecord(module_name, "oodbench", __version__, module_name, builtin=True))
-    allowed = _allowed_dists()
-    seen: set[str] = set()
-    entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    for ep in sorted(entry_points, key=lambda e: (e.dist.name if e.dist else "", e.name)):
-        dist = ep.dist.name if ep.dist else "(unknown distribution)"
-        version = ep.dist.version if ep.dist else "?"
-        seen.add(normalize_dist(dist))
-        if allowed is not None and normalize_dist(dist) not in allowed:
-            continue
+    selected, plugins.warnings = _selected_entry_points()
+    for ep, dist, version in selected:
         record = PluginRecord(ep.name, dist, version, ep.value)
         if ep.name in plugins.records:
             record.errors.append(f"plugin name {ep.name!r} is already taken by {plugins.records[ep.name].dist}")
@@ -193,8 +211,6 @@ def load_plugins() -> PluginSet:
             plugins.records[ep.name] = record
             continue
         plugins.add(plugin, record)
-    for missing in sorted((allowed or set()) - seen):
-        plugins.warnings.append(f"{LOAD_PLUGINS_ENV} names {missing!r}, which provides no oodbench plugin")
     return plugins
 
 

@@ -95,8 +95,22 @@ def test_list_algorithms_json_lists_erm(tmp_path):
     assert entries["erm"]["defaults"]["lr"] > 0 and entries["erm"]["requires"] == []
 
 
-def test_plugins_shows_a_broken_plugin_and_exits_0(broken_site, tmp_path):
-    result = run_cli(["plugins"], site_env(broken_site, tmp_path), tmp_path)
+def test_plugins_lists_from_metadata_without_importing_anything(broken_site, tmp_path):
+    probe = ("import sys; from oodbench.cli import main; main(['plugins']); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'fake_cli_broken', 'fake_cli_good')))")
+    result = subprocess.run([sys.executable, "-c", probe], env=site_env(broken_site, tmp_path), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "[]"  # neither torch nor any plugin module was imported
+    rows = {line.split()[0]: line for line in lines[2:] if line.strip()}
+    assert "oodbench-broken" in rows["broken"] and "0.3.1" in rows["broken"] and "fake_cli_broken" in rows["broken"]
+    assert "oodbench-good" in rows["good"] and "oodbench.builtin.erm" in rows
+    assert any("oodbench plugins --check" in line for line in lines)
+
+
+def test_plugins_check_shows_a_broken_plugin_and_exits_0(broken_site, tmp_path):
+    result = run_cli(["plugins", "--check"], site_env(broken_site, tmp_path), tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     rows = {line.split()[0]: line for line in result.stdout.splitlines()[2:] if line.strip()}
@@ -107,8 +121,8 @@ def test_plugins_shows_a_broken_plugin_and_exits_0(broken_site, tmp_path):
     assert rows["oodbench.builtin.erm"].endswith("yes")
 
 
-def test_plugins_json_shows_a_broken_plugin_and_exits_0(broken_site, tmp_path):
-    result = run_cli(["plugins", "--json"], site_env(broken_site, tmp_path), tmp_path)
+def test_plugins_check_json_shows_a_broken_plugin_and_exits_0(broken_site, tmp_path):
+    result = run_cli(["plugins", "--check", "--json"], site_env(broken_site, tmp_path), tmp_path)
     assert result.returncode == 0, result.stderr
     records = {r["name"]: r for r in json.loads(result.stdout)}
     broken = records["broken"]

@@ -54,7 +54,7 @@ def env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def records(env):
-    result = env.oodbench("plugins", "--json", **ONLY)
+    result = env.oodbench("plugins", "--check", "--json", **ONLY)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     return {r["name"]: r for r in json.loads(result.stdout)}
 
@@ -80,7 +80,7 @@ def test_each_broken_plugin_is_recorded_with_its_distribution_and_error(records,
 
 
 def test_the_plugins_table_shows_target_and_whether_each_loaded(env):
-    result = env.oodbench("plugins", **ONLY)
+    result = env.oodbench("plugins", "--check", **ONLY)
     assert result.returncode == 0 and "Traceback" not in result.stdout + result.stderr
     rows = {line.split()[0]: line for line in result.stdout.splitlines()[2:]}
     assert "oodbench_fixture_algo.focal" in rows["fixture_focal"] and rows["fixture_focal"].endswith("yes")
