@@ -37,7 +37,7 @@ def _seeds(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        seeds = [-1]
+        seeds = []
     if not seeds or not all(check_seed(s) for s in seeds):
         raise argparse.ArgumentTypeError(f"expected a comma list of integers in [0, {SEED_RANGE[1]}] like 0,1,2, "
                                          f"got {text!r}")
@@ -93,16 +93,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                          data_dir=args.data_dir, dry_run=args.dry_run,
                          argv=args.argv)
     summary = run_matrix(options)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     if args.dry_run:
         print(_plan_table(summary.planned))
         trainings = len({c.training_key for c in summary.planned if not c.skip_reason})
-        counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
         print(f"\n{len(summary.planned)} cells ({counts}; {trainings} trainings) would run into {summary.run_dir}; "
               f"nothing was created or trained (--dry-run)")
         return 0
     with Store.in_dir(summary.run_dir, readonly=True) as store:
         print(render(store, "table", args.selection))
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     print(f"\nrun directory: {summary.run_dir} ({counts})")
     print(f"more: oodbench report {summary.run_dir} --selection val,oracle,oracle_epoch "
           f"--format markdown|latex|json|csv|html")

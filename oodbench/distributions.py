@@ -31,12 +31,13 @@ class Distribution(Protocol):
     def describe(self) -> str: ...
 
 
-def _number(value: Any) -> bool:
+def finite_number(value: Any) -> bool:
+    """An int or float that is not a bool, NaN or infinite (a value every range check can compare)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_limits(low: float, high: float, limits: tuple[float, float] | None) -> None:
-    if limits is not None and not (len(limits) == 2 and all(map(_number, limits)) and limits[0] <= low
+    if limits is not None and not (len(limits) == 2 and all(map(finite_number, limits)) and limits[0] <= low
                                    and high <= limits[1]):
         raise ValueError(f"limits {limits!r} must be two numbers enclosing the searched range [{low}, {high}]")
 
@@ -57,7 +58,7 @@ class _Interval:
     limits: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        if not (_number(self.low) and _number(self.high) and self._ordered()):
+        if not (finite_number(self.low) and finite_number(self.high) and self._ordered()):
             raise ValueError(f"{type(self).__name__} needs {self._needs()}, got {self.low!r}, {self.high!r}")
         _check_limits(self.low, self.high, self.limits)
 
@@ -69,7 +70,7 @@ class _Interval:
 
     def contains(self, value: Any) -> bool:
         low, high = self.limits or (self.low, self.high)
-        return _number(value) and low <= value <= high
+        return finite_number(value) and low <= value <= high
 
     def describe(self) -> str:
         return f"{self.label} [{self.low:g}, {self.high:g}]" + _allowed(self.limits)
@@ -148,7 +149,7 @@ class Choice:
         return rng.choice(self.values)
 
     def contains(self, value: Any) -> bool:
-        return any(value == v and type(value) is type(v) or (_number(value) and value == v) for v in self.values)
+        return any(value == v and type(value) is type(v) or (finite_number(value) and value == v) for v in self.values)
 
     def describe(self) -> str:
         return "one of " + ", ".join(repr(v) for v in self.values)
@@ -164,14 +165,14 @@ class Bounded:
     searched = False
 
     def __post_init__(self) -> None:
-        if not (_number(self.low) and _number(self.high) and self.low <= self.high):
+        if not (finite_number(self.low) and finite_number(self.high) and self.low <= self.high):
             raise ValueError(f"Bounded needs low <= high, got {self.low!r}, {self.high!r}")
 
     def sample(self, rng: random.Random) -> Any:
         raise TypeError("Bounded hyperparameters are not searched")
 
     def contains(self, value: Any) -> bool:
-        return _number(value) and self.low <= value <= self.high
+        return finite_number(value) and self.low <= value <= self.high
 
     def describe(self) -> str:
         return f"fixed, allowed [{self.low:g}, {self.high:g}]"

@@ -109,20 +109,20 @@ class ProcessExecutor:
         the training keys of every job a worker started."""
         context = multiprocessing.get_context("spawn")
         started = context.SimpleQueue()  # written synchronously: a worker killed later has already said it
-        unfinished = []
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                  initargs=(self.threads, started, os.getpid())) as pool:
             futures = {pool.submit(_announced, job): job for job in jobs}
             try:
-                self._collect(futures, unfinished, on_result)
+                unfinished = self._collect(futures, on_result)
             except BaseException:  # Ctrl-C, or the store refused a write: stop now, not after the queue
                 _stop(pool)
                 raise
         return unfinished, set(_drain(started))
 
     @staticmethod
-    def _collect(futures: dict, unfinished: list[Job], on_result: OnResult) -> None:
-        """Hand each finished job's results to ``on_result``; jobs a worker's death took go to ``unfinished``."""
+    def _collect(futures: dict, on_result: OnResult) -> list[Job]:
+        """Hand each finished job's results to ``on_result``; the jobs a worker's death took."""
+        unfinished = []
         for future in as_completed(futures):
             job = futures[future]
             try:
@@ -134,6 +134,7 @@ class ProcessExecutor:
                 results = failed_results(job, f"worker process failed: {type(exc).__name__}: {exc}")
             for result in results:
                 on_result(result)
+        return unfinished
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:

@@ -26,6 +26,7 @@ from tabulate import tabulate
 
 from oodbench.errors import UsageError
 from oodbench.directions import DIRECTIONS
+from oodbench.distributions import finite_number
 from oodbench.report import IDENTITY, open_store, scale, summarize
 from oodbench.selection import RULES
 from oodbench.store import Store
@@ -188,9 +189,7 @@ def load(path: Path) -> dict[str, Any]:
 def _number(value: Any, minimum: float | None = None) -> bool:
     """A finite JSON number (not a bool) at or above ``minimum``: NaN compares false with everything, so a NaN
     baseline would pass every check."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return False
-    return minimum is None or value >= minimum
+    return finite_number(value) and (minimum is None or value >= minimum)
 
 
 def _check_entry(path: Path, where: str, entry: Any) -> None:

@@ -435,8 +435,8 @@ def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = Non
                                      f"[0, {SEED_RANGE[1]}], got {value!r}")
             elif not isinstance(value, str):
                 raise UsageError(f"{matrix.source}: exclude[{i}].{key} must be a name, got {value!r}")
-            elif value not in plugins.registry(singular_axes[key]) and not missing:
-                plugins.registry(singular_axes[key]).get(value, where=f"{matrix.source}: exclude[{i}].{key}")
+            else:
+                _matrix_name(plugins, singular_axes[key], value, f"{matrix.source}: exclude[{i}].{key}", missing)
     for name, table in matrix.hparams.items():
         kinds = components.kind_of(name)
         if not kinds and missing:

@@ -184,10 +184,14 @@ def _selected_entry_points() -> tuple[list[tuple[Any, str, str]], list[str]]:
     return selected, warnings
 
 
+def _builtin_record(module: str) -> PluginRecord:
+    return PluginRecord(module, "oodbench", __version__, module, builtin=True)
+
+
 def installed_records() -> list[PluginRecord]:
     """What ``oodbench plugins`` lists without importing anything: built-ins, then the selected entry points
     (their hooks and load errors are known only once imported: ``load_plugins``)."""
-    records = [PluginRecord(module, "oodbench", __version__, module, builtin=True) for module in BUILTIN_PLUGINS]
+    records = [_builtin_record(module) for module in BUILTIN_PLUGINS]
     return records + [PluginRecord(ep.name, dist, version, ep.value) for ep, dist, version in _selected_entry_points()[0]]
 
 
@@ -196,7 +200,7 @@ def load_plugins() -> PluginSet:
     plugins = PluginSet()
     for module_name in BUILTIN_PLUGINS:
         module = importlib.import_module(module_name)
-        plugins.add(module, PluginRecord(module_name, "oodbench", __version__, module_name, builtin=True))
+        plugins.add(module, _builtin_record(module_name))
     selected, plugins.warnings = _selected_entry_points()
     for ep, dist, version in selected:
         record = PluginRecord(ep.name, dist, version, ep.value)

@@ -47,12 +47,15 @@ def _latex(selection: str, summary: list[dict[str, Any]]) -> str:
                       rf"\label{{tab:oodbench-{selection.replace('_', '-')}}}", r"\end{table}"])
 
 
+def _cell_label(c: dict[str, Any]) -> str:
+    """``dataset/backbone/algorithm/target/seedN[/configK]`` of a stored cell."""
+    return "/".join(str(c[k]) for k in IDENTITY) + f"/seed{c['seed']}" + (f"/config{c['config']}" if c["config"] else "")
+
+
 def _cell_lines(cells: list[dict[str, Any]], title: str) -> list[str]:
     if not cells:
         return []
-    return ["", f"{len(cells)} {title}:"] + [
-        f"  {c['dataset']}/{c['backbone']}/{c['algorithm']}/{c['target']}/seed{c['seed']}"
-        f"{'/config' + str(c['config']) if c['config'] else ''}: {c['error']}" for c in cells]
+    return ["", f"{len(cells)} {title}:"] + [f"  {_cell_label(c)}: {c['error']}" for c in cells]
 
 
 def render(store: Store, fmt: str, selections: str | Sequence[str]) -> str:
@@ -122,8 +125,6 @@ def failed_report(store: Store) -> str:
     tracebacks = store.tracebacks()
     blocks = [f"{len(failed)} failed cell(s)"]
     for c in failed:
-        label = "/".join(str(c[k]) for k in IDENTITY) + f"/seed{c['seed']}" + (
-            f"/config{c['config']}" if c["config"] else "")
         full = tracebacks.get(c["key"], "(no traceback: the worker running it died)\n")
-        blocks.append(f"== {label} (cell {c['key'][:8]}): {c['error']}\n{full.rstrip()}")
+        blocks.append(f"== {_cell_label(c)} (cell {c['key'][:8]}): {c['error']}\n{full.rstrip()}")
     return "\n\n".join(blocks)

@@ -330,7 +330,6 @@ def run_job(job: Job, emit: Emit, on_epoch: EpochCallback | None = None) -> None
         if states is not None:
             selected = dict(job.reuse_epochs)
         else:
-            job.reuse_epochs = None  # what follows is a new training: a failure now is this training's own
             result, states = train(job, algorithm, prepared, on_epoch)
             selected = result.selected
             result.checkpoints = {epoch: save_checkpoint(state, checkpoint_path(job, epoch))
@@ -338,8 +337,7 @@ def run_job(job: Job, emit: Emit, on_epoch: EpochCallback | None = None) -> None
             emit(result)
     except Exception as exc:
         error, full = _error_text(exc), _traceback_text(exc)
-        if not job.reuse_epochs:  # a finished training stays finished when only its redeployment failed
-            emit(TrainingResult(key=job.training_key, status="failed", error=error))
+        emit(TrainingResult(key=job.training_key, status="failed", error=error))  # the store keeps a finished one
         for cell in job.cells:
             emit(CellResult(key=cell.key, status="failed", error=f"training failed: {error}", traceback=full))
         return

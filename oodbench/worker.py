@@ -28,9 +28,7 @@ def run_collect(job: Job) -> list[TrainingResult | CellResult]:
 
 
 def failed_results(job: Job, error: str) -> list[TrainingResult | CellResult]:
-    """What a job whose worker died (killed, out of memory, lost node) stores: its cells as failed, and its
-    training as failed unless the job only reused a finished one (which stays as it was)."""
-    cells: list[TrainingResult | CellResult] = [CellResult(key=c.key, status="failed", error=error) for c in job.cells]
-    if job.reuse_epochs:
-        return cells
-    return [TrainingResult(key=job.training_key, status="failed", error=error), *cells]
+    """What a job whose worker died (killed, out of memory, lost node) stores: its training and cells as failed
+    (the store keeps a training or cell that had finished before as it was)."""
+    return [TrainingResult(key=job.training_key, status="failed", error=error),
+            *(CellResult(key=c.key, status="failed", error=error) for c in job.cells)]

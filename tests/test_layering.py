@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from cli_support import subprocess_env
+from store_support import one_finished_cell
 
 import oodbench
-from oodbench.store import Store
 
 ROOT = Path(oodbench.__file__).parent
 PLUGIN_PACKAGES = sorted(p for p in (ROOT.parent / "plugins").glob("*/oodbench_*") if p.is_dir())
@@ -119,14 +119,7 @@ print(json.dumps({"codes": codes, "heavy": heavy, "api": "oodbench.api" in sys.m
 
 
 def test_reading_commands_import_neither_torch_nor_plugins(tmp_path):
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    with Store.in_dir(run_dir) as store:  # one finished cell with its plugin versions, no training
-        store.db.execute("INSERT INTO cells (key, training, dataset, backbone, algorithm, target, seed, config, "
-                         "variant, hparams, status, updated_at) VALUES ('c', 't', 'colored_mnist', 'mlp', 'erm', "
-                         "'float', 0, 0, '{}', '{}', 'done', 0)")
-        store.db.execute("INSERT INTO plugins VALUES ('c', 'algorithm', 'erm', 'oodbench', '0.1.0')")
-        store.db.commit()
+    run_dir = one_finished_cell(tmp_path / "run")
     baseline = ROOT / "leaderboards" / "quick.json"
     commands = [["report", str(run_dir), "--format", fmt] for fmt in ("table", "markdown", "latex", "json", "csv")]
     commands += [["leaderboard", "check", str(run_dir), "--baseline", str(baseline)],

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from cli_support import subprocess_env
+from store_support import one_finished_cell
 
 import oodbench
-from oodbench.store import Store
 
 GROUP = "commands-vs-import-torch"
 ROUNDS = 5
@@ -29,15 +29,7 @@ BASELINE = Path(oodbench.__file__).parent / "leaderboards" / "quick.json"
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A run directory with one finished cell and its plugin versions (no training needed to read it)."""
-    run = tmp_path_factory.mktemp("speed") / "run"
-    run.mkdir()
-    with Store.in_dir(run) as store:
-        store.db.execute("INSERT INTO cells (key, training, dataset, backbone, algorithm, target, seed, config, "
-                         "variant, hparams, status, updated_at) VALUES ('c', 't', 'colored_mnist', 'mlp', 'erm', "
-                         "'float', 0, 0, '{}', '{}', 'done', 0)")
-        store.db.execute("INSERT INTO plugins VALUES ('c', 'algorithm', 'erm', 'oodbench', '0.1.0')")
-        store.db.commit()
-    return run
+    return one_finished_cell(tmp_path_factory.mktemp("speed") / "run")
 
 
 def _python(*args: str) -> None:
