@@ -46,9 +46,12 @@ run: setup
 	@echo "make: running the default matrix (quick): a line per finished cell when not on a terminal"
 	$(BIN)/oodbench run --matrix
 
+# Two pytest-xdist workers, a test file apiece at a time (module fixtures are built once), one torch thread each
+# (tests/conftest.py): the suite's CPU time spread over both cores. `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 2
 test: setup browser
-	@echo "make: running the test suite (pytest)"
-	$(BIN)/python -m pytest
+	@echo "make: running the test suite (pytest, $(TEST_WORKERS) workers)"
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 bench: setup
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-only --benchmark-group-by=group

@@ -2,81 +2,53 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from oodbench.data.catalog import PATH_ENV
+from oodbench.data.catalog import PATH_ENV, shipped_dir
 from oodbench.plugins import reset_plugins
 
-SMALL_COLORED_MNIST = """
-description = "colored_mnist, 500 images per environment: a quick end-to-end run"
-images = "both"
-size = 28
-layout = "red_green"
-swap_channels = [1, 0]
-
-[label]
-threshold = 5
-positive = "above"
-noise = 0.25
-
-[attribute]
-name = "color"
-values = ["red", "green"]
-render = "digit"
-background = "black"
-
-[[environments]]
-name = "train1"
-role = "train"
-start = 0
-stop = 500
-attribute = { relation = "label", flip = 0.2 }
-
-[[environments]]
-name = "train2"
-role = "train"
-start = 500
-stop = 1_000
-attribute = { relation = "label", flip = 0.1 }
-
-[[environments]]
-name = "test"
-role = "test"
-start = 40_000
-stop = 40_500
-attribute = { relation = "label", flip = 0.9 }
-
-[[environments]]
-name = "source"
-role = "source"
-start = 60_000
-stop = 61_000
-noise = 0.0
-transforms = ["grayscale"]
-attribute = { relation = "uniform" }
-"""
-"""``colored_mnist``'s construction on 500 images per environment (and a grayscale ``source`` of 1 000 MNIST test images)."""
+SMALL_PER_ENV = 500
+"""Images per environment in a small copy of a shipped spec: a run of seconds that still goes through every part."""
 
 
-def write_small_colored_mnist(directory: Path, name: str) -> str:
-    """Write the small ColoredMNIST spec as ``directory/NAME.toml`` and return the dataset name it registers.
+def small_spec_text(shipped: str = "colored_mnist", per_env: int = SMALL_PER_ENV) -> str:
+    """The shipped spec ``shipped`` with every environment cut to its first ``per_env`` images.
+
+    Everything else (colours, noise, flips, transforms, roles) is the shipped construction, so a test of the
+    harness's mechanics sees the dataset a user runs, only smaller.
+    """
+    text = (shipped_dir() / f"{shipped}.toml").read_text()
+    head, *blocks = re.split(r"^(?=\[\[environments\]\])", text, flags=re.MULTILINE)
+    cut = []
+    for block in blocks:
+        start = int(tomllib.loads(block)["environments"][0]["start"])
+        cut.append(re.sub(r"^stop\s*=\s*[\d_]+", f"stop = {start + per_env}", block, count=1, flags=re.MULTILINE))
+    head = re.sub(r'^description\s*=\s*"(.*)"', rf'description = "\1 ({per_env} images per environment)"', head,
+                  count=1, flags=re.MULTILINE)
+    return head + "".join(cut)
+
+
+def write_small_spec(directory: Path, name: str, shipped: str = "colored_mnist") -> str:
+    """Write the small copy of ``shipped`` as ``directory/NAME.toml`` and return the dataset name it registers.
 
     Point ``OODBENCH_DATASETS_PATH`` (``oodbench.data.catalog.PATH_ENV``) at
     ``directory`` and reload the plugins to make it visible to the CLI.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{name}.toml").write_text(SMALL_COLORED_MNIST)
+    (directory / f"{name}.toml").write_text(small_spec_text(shipped))
     return name
 
 
-@contextmanager
-def small_colored_mnist(directory: Path, name: str) -> Iterator[str]:
-    """The small ColoredMNIST registered as ``name`` for the duration: the spec written to ``directory``,
+@contextlib.contextmanager
+def small_dataset(directory: Path, name: str, shipped: str = "colored_mnist") -> Iterator[str]:
+    """The small copy of ``shipped`` registered as ``name`` for the duration: the spec written to ``directory``,
     ``OODBENCH_DATASETS_PATH`` pointed at it and the plugins reloaded; all undone on exit."""
-    write_small_colored_mnist(directory, name)
+    write_small_spec(directory, name, shipped)
     previous = os.environ.get(PATH_ENV)
     os.environ[PATH_ENV] = str(directory)
     reset_plugins()
@@ -88,3 +60,8 @@ def small_colored_mnist(directory: Path, name: str) -> Iterator[str]:
         else:
             os.environ[PATH_ENV] = previous
         reset_plugins()
+
+
+def small_colored_mnist(directory: Path, name: str) -> contextlib.AbstractContextManager[str]:
+    """:func:`small_dataset` of ``colored_mnist``, the dataset most plugin tests want."""
+    return small_dataset(directory, name, "colored_mnist")

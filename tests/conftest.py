@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,27 @@ from oodbench.plugins import LOAD_PLUGINS_ENV, PluginSet, get_plugins, reset_plu
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The suite loads only oodbench's own plugin distributions, whatever else the environment holds."""
+    """The suite loads only oodbench's own plugin distributions, whatever else the environment holds.
+
+    Under pytest-xdist (``make test`` runs two workers on two cores) each worker, and every process it starts,
+    computes on one thread: two workers with two threads each would fight over the cores.
+    """
     os.environ[LOAD_PLUGINS_ENV] = FIRST_PARTY
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with the most ``slow`` tests first, so pytest-xdist (which hands out whole files in this order) does
+    not start a minutes-long file last while the other worker sits idle; order within a file is kept."""
+    def file(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
+    slow = Counter(file(item) for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[file(item)])
 
 
 class FakeSite:

@@ -1,24 +1,23 @@
-"""The ``oodbench`` command in a subprocess: plugin listings, broken plugins, and bad input (exit 2).
+"""The ``oodbench`` command in fresh interpreters: plugin listings, broken plugins, and bad input (exit 2).
 
 Nothing here trains: every error must surface before training starts. As a
 guard, every run gets its own ``--out`` (checked to hold no store afterwards)
-and an empty ``OODBENCH_DATA``, and each process has a timeout.
+and an empty ``OODBENCH_DATA``, and each interpreter has a timeout. The bad-input
+cases share one interpreter, each with its own environment, directory and streams.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from cli_support import FIRST_PARTY, subprocess_env
+from cli_support import FIRST_PARTY, CliCall, run_in_one_interpreter, subprocess_env
 from oodbench.data.mnist import data_home, load_mnist
 from oodbench.plugins import LOAD_PLUGINS_ENV
 from oodbench.store import STORE_NAME, Store
@@ -267,10 +266,9 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def bad_input_results(tmp_path_factory):
-    """Run every case once, concurrently (each process imports torch: seconds apiece)."""
+    """Run every case once, in turn, in one fresh interpreter (a process apiece would import torch 50 times)."""
     root = tmp_path_factory.mktemp("cli-bad-input")
-    results = {}
-    jobs = {}
+    calls, dirs = {}, {}
     for name, case in CASES.items():
         case_dir = root / name
         case_dir.mkdir()
@@ -287,14 +285,11 @@ def bad_input_results(tmp_path_factory):
         args = [a.replace("{dir}", str(case_dir)) for a in case.args]
         if case.out:
             args += ["--out", str(case_dir / "out")]
-        env = base_env(case_dir / "data", **{LOAD_PLUGINS_ENV: case.load})
-        jobs[name] = (args, env, case_dir)
-    listings = {name: sorted(p.name for p in (d / "existing").iterdir()) for name, (_, _, d) in jobs.items()}
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        futures = {name: pool.submit(run_cli, args, env, d) for name, (args, env, d) in jobs.items()}
-        for name, future in futures.items():
-            results[name] = (future.result(), jobs[name][2], listings[name])
-    return results
+        calls[name] = CliCall(args, base_env(case_dir / "data", **{LOAD_PLUGINS_ENV: case.load}), case_dir)
+        dirs[name] = case_dir
+    listings = {name: sorted(p.name for p in (d / "existing").iterdir()) for name, d in dirs.items()}
+    results = run_in_one_interpreter(list(calls.values()))
+    return {name: (result, dirs[name], listings[name]) for name, result in zip(calls, results)}
 
 
 @pytest.mark.parametrize("name", list(CASES))

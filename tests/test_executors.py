@@ -1,8 +1,8 @@
 """The process pool and Ray give the same stored metrics as the in-process executor for the same seeds.
 
-Each run is the real CLI on real ColoredMNIST at a tiny budget (MLP, one
-epoch, 1 000 training images evaluated per epoch), two seeds so the pool
-and Ray really run jobs side by side. Only the driver writes the store.
+Each run is the real CLI on ColoredMNIST's construction cut to 500 real MNIST
+images per environment (MLP, one epoch), two seeds so the pool and Ray
+really run jobs side by side. Only the driver writes the store.
 """
 
 import subprocess
@@ -14,9 +14,16 @@ from oodbench.cli import main
 from oodbench.errors import UsageError
 from oodbench.executors import make_executor
 from oodbench.store import Store
+from oodbench.testing import small_colored_mnist
 
-TINY = ["run", "-d", "colored_mnist", "-b", "mlp", "-a", "erm", "-t", "float", "--epochs", "1", "--seeds", "0,1",
-        "--set", "batch_size=512", "--set", "train_eval_size=1000"]
+TINY = ["run", "-d", "small", "-b", "mlp", "-a", "erm", "-t", "float", "--epochs", "1", "--seeds", "0,1",
+        "--set", "batch_size=64"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def small(tmp_path_factory):
+    with small_colored_mnist(tmp_path_factory.mktemp("specs"), "small") as name:
+        yield name
 
 
 def _stored(run_dir):

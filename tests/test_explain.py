@@ -12,6 +12,7 @@ from oodbench.builtin.mlp import MLP
 from oodbench.cli import main
 from oodbench.errors import UsageError
 from oodbench.explain import Panel, class_activation_maps, draw, last_conv, select_cell
+from oodbench.testing import small_dataset
 
 pytest.importorskip("pytorch_grad_cam", reason="oodbench explain needs the explain extra (grad-cam)")
 
@@ -103,16 +104,17 @@ def test_a_directory_that_is_no_run_exits_2(tmp_path, capsys):
 @pytest.mark.slow
 def test_explain_a_one_epoch_lenet_run(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["run", "-d", "digit_color_shift", "-b", "lenet", "-b", "mlp", "-a", "erm", "--epochs", "1",
-                 "--set", "batch_size=1024", "--set", "train_eval_size=200", "--out", str(run)]) == 0
-    out = tmp_path / "cam.png"
-    capsys.readouterr()
-    assert main(["explain", str(run), "--cell", "digit_color_shift/lenet", "--out", str(out), "--n", "4",
-                 "--env", "test_random", "--selection", "last"]) == 0
-    assert "wrote" in capsys.readouterr().out and Image.open(out).width > 300
-    for argv, message in [(["--cell", "digit_color_shift/mlp"], "needs a conv layer"),
-                          (["--cell", "digit_color_shift/lenet", "--env", "train_red"], "not a test environment"),
-                          (["--cell", "digit_color_shift"], "matches 2 cells")]:
-        assert main(["explain", str(run), "--out", str(out), *argv]) == 2
-        err = capsys.readouterr().err
-        assert message in err and err.count("\n") == 1
+    with small_dataset(tmp_path / "specs", "dcs", "digit_color_shift"):
+        assert main(["run", "-d", "dcs", "-b", "lenet", "-b", "mlp", "-a", "erm", "--epochs", "1",
+                     "--set", "batch_size=128", "--set", "train_eval_size=200", "--out", str(run)]) == 0
+        out = tmp_path / "cam.png"
+        capsys.readouterr()
+        assert main(["explain", str(run), "--cell", "dcs/lenet", "--out", str(out), "--n", "4",
+                     "--env", "test_random", "--selection", "last"]) == 0
+        assert "wrote" in capsys.readouterr().out and Image.open(out).width > 300
+        for argv, message in [(["--cell", "dcs/mlp"], "needs a conv layer"),
+                              (["--cell", "dcs/lenet", "--env", "train_red"], "not a test environment"),
+                              (["--cell", "dcs"], "matches 2 cells")]:
+            assert main(["explain", str(run), "--out", str(out), *argv]) == 2
+            err = capsys.readouterr().err
+            assert message in err and err.count("\n") == 1

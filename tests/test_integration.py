@@ -12,6 +12,7 @@ from oodbench.builtin.erm import ERM
 from oodbench.cli import main
 from oodbench.plugins import PluginRecord, get_plugins
 from oodbench.store import Store
+from oodbench.testing import small_colored_mnist
 
 
 class ExplodingERM(ERM):
@@ -102,10 +103,12 @@ def test_erm_one_epoch_shows_the_spurious_correlation(tmp_path, exploding, capsy
 
 @pytest.mark.slow
 def test_process_executor_runs_seeds_in_workers(tmp_path, capsys):
+    """On the 500-image copy of ColoredMNIST (the workers see the spec through the inherited environment)."""
     run_dir = tmp_path / "run"
-    argv = ["run", "-d", "colored_mnist", "-b", "mlp", "-a", "erm", "--epochs", "1", "--seeds", "0,1",
+    argv = ["run", "-d", "small", "-b", "mlp", "-a", "erm", "--epochs", "2", "--seeds", "0,1",
             "--executor", "process", "--jobs", "2", "--set", "batch_size=256", "--out", str(run_dir)]
-    assert main(argv) == 0
+    with small_colored_mnist(tmp_path / "specs", "small"):
+        assert main(argv) == 0
     with Store.in_dir(run_dir) as store:
         cells = store.cells()
         assert [c["status"] for c in cells] == ["done", "done"]

@@ -130,3 +130,15 @@ def test_reading_commands_import_neither_torch_nor_plugins(tmp_path):
     seen = json.loads(probe.stdout.strip().splitlines()[-1])
     assert seen["codes"] == [0, 0, 0, 0, 0, 1, 0, 0]  # the empty run misses every baseline entry: check fails
     assert seen["heavy"] == [] and not seen["api"], seen
+
+
+def test_listing_plugins_imports_neither_torchvision_nor_memtorch():
+    """``list`` imports every plugin module, but not what only training needs:
+    torchvision costs 1.7 s (it loads torch._dynamo) and memtorch 6.4 s, so a module-level import of either in a
+    plugin shows up here."""
+    commands = [["list", "algorithms"], ["list", "targets"], ["list", "backbones"]]
+    probe = subprocess.run([sys.executable, "-c", PROBE, json.dumps(commands), json.dumps(["torchvision", "memtorch"])],
+                           env=subprocess_env(), capture_output=True, text=True, timeout=120, check=False)
+    assert probe.returncode == 0, probe.stderr
+    seen = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert seen["codes"] == [0, 0, 0] and seen["heavy"] == [], seen

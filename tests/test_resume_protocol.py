@@ -1,5 +1,6 @@
 """A real search run end to end, and ``--resume`` after the data or a plugin changed: refused, never mixed."""
 
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from cli_support import subprocess_env
 
 from oodbench.data.catalog import PATH_ENV
 from oodbench.store import STORE_NAME
-from oodbench.testing import write_small_colored_mnist
+from oodbench.testing import write_small_spec
 
 CLI = [sys.executable, "-m", "oodbench.cli"]
 RUN = ["run", "-d", "tiny", "-b", "mlp", "-a", "erm", "-t", "float", "--epochs", "1", "--set", "batch_size=50"]
@@ -28,13 +29,23 @@ def _done(run_dir):
         db.close()
 
 
-@pytest.fixture
-def started(tmp_path):
-    """A finished search run (2 configurations x 2 trials) on the small ColoredMNIST."""
-    specs, run_dir = tmp_path / "specs", tmp_path / "run"
-    write_small_colored_mnist(specs, "tiny")
-    result = _cli([*RUN, "--n-hparams", "2", "--trials", "2", "--out", str(run_dir)], specs, tmp_path)
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished search run (2 configurations x 2 trials) on the small ColoredMNIST, trained once."""
+    root = tmp_path_factory.mktemp("search")
+    specs, run_dir = root / "specs", root / "run"
+    write_small_spec(specs, "tiny")
+    result = _cli([*RUN, "--n-hparams", "2", "--trials", "2", "--out", str(run_dir)], specs, root)
     assert result.returncode == 0, result.stderr
+    return specs, run_dir
+
+
+@pytest.fixture
+def started(finished, tmp_path):
+    """A copy of the finished run and its specs for one test to resume, edit or damage."""
+    specs, run_dir = tmp_path / "specs", tmp_path / "run"
+    shutil.copytree(finished[0], specs)
+    shutil.copytree(finished[1], run_dir)
     return specs, run_dir
 
 

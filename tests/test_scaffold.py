@@ -127,26 +127,32 @@ def test_every_template_ships_as_package_data():
     assert {p.parent.name for p in templates} == {"common", *KINDS}
 
 
+@pytest.fixture(scope="module")
+def installed_projects(tmp_path_factory):
+    """One throwaway environment holding a generated project of every kind, installed with one ``pip install -e``
+    (a venv and a pip run per kind would cost more than the projects' own tests), uninstalled afterwards."""
+    root = tmp_path_factory.mktemp("scaffolded")
+    env = LayeredEnv(root / "venv")
+    projects = {kind: new_plugin(f"scaffolded_{kind}", kind, root) for kind in KINDS}  # the CLI's path: tested above
+    env.pip_install(*(f"{project}[test]" for project in projects.values()), editable=True)
+    yield env, projects
+    dists = [Names(f"scaffolded_{kind}").dist for kind in KINDS]
+    env.pip_uninstall(*dists)
+    assert [env.installed(dist) for dist in dists] == [None] * len(dists)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_a_generated_project_passes_its_own_tests_after_pip_install_e(tmp_path, kind):
-    env = LayeredEnv(tmp_path / "venv")
-    created = env.oodbench("new-plugin", f"scaffolded_{kind}", "--kind", kind, "--dir", str(tmp_path))
-    assert created.returncode == 0, created.stderr
+def test_a_generated_project_passes_its_own_tests_after_pip_install_e(installed_projects, tmp_path, kind):
+    env, projects = installed_projects
     names = Names(f"scaffolded_{kind}")
-    project = tmp_path / names.dist
-    env.pip_install(f"{project}[test]", editable=True)
-    try:
-        assert env.installed(names.dist) == "0.1.0"
-        result = env.run("-m", "pytest", "-rA", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "basetemp"),
-                         cwd=project)
-        summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-        assert re.search(r"\d+ passed", summary) and not re.search(r"failed|error|skipped|deselected", summary)
-        for test in ("test_the_plugin_is_installed_and_loads", f"test_the_{kind}_is_registered_under_its_name",
-                     "test_one_epoch_through_the_cli"):
-            assert f"PASSED tests/test_cli.py::{test}" in result.stdout
-        assert f"PASSED tests/test_{kind}.py::" in result.stdout
-    finally:
-        env.pip_uninstall(names.dist)
-    assert env.installed(names.dist) is None
+    assert env.installed(names.dist) == "0.1.0"
+    result = env.run("-m", "pytest", "-rA", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "basetemp"),
+                     cwd=projects[kind])
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"\d+ passed", summary) and not re.search(r"failed|error|skipped|deselected", summary)
+    for test in ("test_the_plugin_is_installed_and_loads", f"test_the_{kind}_is_registered_under_its_name",
+                 "test_one_epoch_through_the_cli"):
+        assert f"PASSED tests/test_cli.py::{test}" in result.stdout
+    assert f"PASSED tests/test_{kind}.py::" in result.stdout

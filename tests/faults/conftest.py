@@ -17,7 +17,7 @@ from cli_support import FIRST_PARTY, subprocess_env
 from oodbench.plugins import LOAD_PLUGINS_ENV
 from oodbench.data.mnist import data_home, load_mnist
 from oodbench.store import STORE_NAME
-from oodbench.testing import SMALL_COLORED_MNIST
+from oodbench.testing import small_spec_text
 
 HERE = Path(__file__).parent
 CLI = [sys.executable, "-m", "oodbench.cli"]
@@ -57,7 +57,7 @@ def fault_site(tmp_path_factory) -> FaultSite:
     shutil.copy(HERE / "faulty_plugins.py", site / "faulty_plugins.py")
     spec = root / "specs" / "faulty_small.toml"
     spec.parent.mkdir()
-    spec.write_text(SMALL_COLORED_MNIST)
+    spec.write_text(small_spec_text())
     home = root / "data"
     home.mkdir()
     (home / "mnist").symlink_to(data_home() / "mnist", target_is_directory=True)

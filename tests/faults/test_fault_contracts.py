@@ -15,7 +15,7 @@ from oodbench.data.catalog import PATH_ENV
 from oodbench.errors import UsageError
 from oodbench.leaderboard import load
 from oodbench.plugins import LOAD_PLUGINS_ENV, reset_plugins
-from oodbench.testing import SMALL_COLORED_MNIST
+from oodbench.testing import small_spec_text
 
 PLAIN_MODULE = '''
 from torch import nn
@@ -104,7 +104,7 @@ def test_an_object_breaking_its_contract_is_refused_at_registration(fake_site, m
 def test_a_run_naming_an_unusable_spec_is_refused_before_anything_trains(tmp_path, monkeypatch, capsys):
     specs = tmp_path / "specs"
     specs.mkdir()
-    (specs / "broken.toml").write_text(SMALL_COLORED_MNIST.replace('values = ["red", "green"]',
+    (specs / "broken.toml").write_text(small_spec_text().replace('values = ["red", "green"]',
                                                                    'values = ["red", "green", "blue"]'))
     monkeypatch.setenv(PATH_ENV, str(specs))
     reset_plugins()

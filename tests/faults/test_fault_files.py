@@ -22,7 +22,7 @@ from oodbench.data import atomic
 from oodbench.data.catalog import SpecDataset
 from oodbench.data.spec import load_spec
 from oodbench.store import STORE_NAME
-from oodbench.testing import SMALL_COLORED_MNIST
+from oodbench.testing import small_spec_text
 
 ONE = [*TINY, "--seeds", "0", "-t", "float"]
 
@@ -111,7 +111,7 @@ def test_a_resume_whose_new_target_kills_its_worker_keeps_the_finished_training(
 @pytest.fixture
 def small(tmp_path):
     spec = tmp_path / "small.toml"
-    spec.write_text(SMALL_COLORED_MNIST)
+    spec.write_text(small_spec_text())
     return SpecDataset(load_spec(spec), cache_dir=tmp_path / "cache")
 
 

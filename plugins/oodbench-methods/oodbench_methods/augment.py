@@ -15,7 +15,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms import v2
 
 from oodbench import hookimpl
 from oodbench.api import Batch, SingleModel, Uniform, pooled
@@ -83,8 +82,14 @@ def parse_transforms(text: str) -> tuple[str, ...]:
     return tuple(name for name in TRANSFORMS if name in names)
 
 
-def pipeline(names: Sequence[str], hparams: dict[str, Any], size: tuple[int, int]) -> v2.Compose | None:
-    """The torchvision v2 composition of the named transforms other than ``color`` (None if there are none)."""
+def pipeline(names: Sequence[str], hparams: dict[str, Any], size: tuple[int, int]) -> nn.Module | None:
+    """The torchvision v2 composition of the named transforms other than ``color`` (None if there are none).
+
+    torchvision is imported here, where a training needs it: importing it costs 1.7 s (it loads torch._dynamo),
+    which every command that lists or validates algorithms would otherwise pay.
+    """
+    from torchvision.transforms import v2
+
     steps: dict[str, nn.Module] = {
         "grayscale": v2.RandomGrayscale(hparams["grayscale_p"]),
         "crop": v2.RandomResizedCrop(size, scale=(hparams["crop_scale"], 1.0), antialias=True),

@@ -114,11 +114,13 @@ def test_refuses_out_of_range_settings():
 def test_one_epoch_cli_run_with_both_seed_training_sets(tmp_path, capsys):
     from oodbench.cli import main
     from oodbench.store import Store
+    from oodbench.testing import small_dataset
 
     run = tmp_path / "run"
-    assert main(["run", "-d", "digit_color_shift", "-b", "lenet", "-a", "augment", "--epochs", "1",
-                 "--set", "transforms=color,color+grayscale+crop+erase", "--set", "batch_size=1024",
-                 "--set", "train_eval_size=200", "--out", str(run)]) == 0
+    with small_dataset(tmp_path / "specs", "digit_color_shift_small", "digit_color_shift"):
+        assert main(["run", "-d", "digit_color_shift_small", "-b", "lenet", "-a", "augment", "--epochs", "1",
+                     "--set", "transforms=color,color+grayscale+crop+erase", "--set", "batch_size=256",
+                     "--set", "train_eval_size=200", "--out", str(run)]) == 0
     with Store.in_dir(run) as store:
         cells = store.cells()
         assert [c["status"] for c in cells] == ["done", "done"]

@@ -89,12 +89,14 @@ def test_one_epoch_cli_run_goes_through_both_stages(tmp_path):
     import sqlite3
 
     from oodbench.cli import main
+    from oodbench.testing import small_dataset
 
     run = tmp_path / "run"
-    assert main(["run", "-d", "digit_color_shift", "-b", "lenet", "-a", "vae_irm", "--epochs", "1",
-                 "--set", "vae_steps=6", "--set", "batch_size=1024", "--set", "train_eval_size=200",
-                 "--out", str(run)]) == 0
+    with small_dataset(tmp_path / "specs", "digit_color_shift_small", "digit_color_shift"):
+        assert main(["run", "-d", "digit_color_shift_small", "-b", "lenet", "-a", "vae_irm", "--epochs", "1",
+                     "--set", "vae_steps=6", "--set", "batch_size=32", "--set", "train_eval_size=200",
+                     "--out", str(run)]) == 0
     db = sqlite3.connect(run / "results.sqlite")
     stats = dict(db.execute("SELECT name, value FROM train_stats"))
-    assert 1.0 < stats["stage"] < 2.0  # 13 steps: 6 VAE steps, then IRM
+    assert 1.0 < stats["stage"] < 2.0  # 15 steps of 32 of 500 images: 6 VAE steps, then IRM
     assert {"reconstruction", "kl", "classification", "risk", "penalty"} <= set(stats)
