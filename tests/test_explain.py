@@ -14,7 +14,11 @@ from oodbench.errors import UsageError
 from oodbench.explain import Panel, class_activation_maps, draw, last_conv, select_cell
 from oodbench.testing import small_dataset
 
-pytest.importorskip("pytorch_grad_cam", reason="oodbench explain needs the explain extra (grad-cam)")
+
+@pytest.fixture(scope="module", autouse=True)
+def grad_cam_installed() -> None:
+    """Checked when these tests run, not at collection (grad-cam pulls in scikit-learn: seconds per process)."""
+    pytest.importorskip("pytorch_grad_cam", reason="oodbench explain needs the explain extra (grad-cam)")
 
 
 def cell(key, algorithm="erm", seed=0, status="done", lr=1e-3, variant=None, config=0):

@@ -33,14 +33,16 @@ from oodbench.matrix import TRAINING_DEFAULTS
 from oodbench.plugins import get_plugins
 from oodbench.train import Job, evaluate, prepare
 
-pytest.importorskip("memtorch", reason="memtorch is not installed: run plugins/oodbench-memristor/install-memtorch.sh")
-
-from oodbench_memristor.conversion import memtorch_layers
-
 SEED = 0
 GROUP = "memristor-eval-colored_mnist-test-20000"
 TARGETS = ["memristor", "memristor_faults", "memristor_aging", "memristor_states"]
 REFERENCE_IMAGES = 64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def memtorch_installed() -> None:
+    """Skipped without memtorch; imported here, not at collection, where it would cost every pytest run 6 s."""
+    pytest.importorskip("memtorch", reason="memtorch is not installed: run plugins/oodbench-memristor/install-memtorch.sh")
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,8 @@ def test_evaluate_on(benchmark, test_split, network, name):
 
 @pytest.mark.benchmark(group=GROUP)
 def test_memtorch_per_sample(benchmark, test_split, network):
+    from oodbench_memristor.conversion import memtorch_layers
+
     split, _ = test_split
     deployed, _ = deploy("memristor", network)
     for _, layer in memtorch_layers(deployed):

@@ -17,8 +17,6 @@ import torch
 from memristor_toys import SHAPE, images
 from torch import nn
 
-pytest.importorskip("memtorch", reason="memtorch is not installed: run plugins/oodbench-memristor/install-memtorch.sh")
-
 from oodbench_memristor.conversion import Device, convert, memtorch_layers
 from oodbench_memristor.crossbar import conv2d_forward, linear_forward
 from oodbench_memristor.faults import FaultsTarget

@@ -8,8 +8,6 @@ from oodbench.cli import main
 from oodbench.store import Store
 from oodbench.testing import small_colored_mnist
 
-pytest.importorskip("memtorch", reason="memtorch is not installed: run plugins/oodbench-memristor/install-memtorch.sh")
-
 pytestmark = pytest.mark.slow
 
 

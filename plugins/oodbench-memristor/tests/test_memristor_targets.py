@@ -6,8 +6,6 @@ import torch
 from memristor_toys import SHAPE, SMALL_TILES, bars, conductances, trained_cnn
 from torch import nn
 
-pytest.importorskip("memtorch", reason="memtorch is not installed: run plugins/oodbench-memristor/install-memtorch.sh")
-
 from oodbench_memristor.aging import AgingTarget
 from oodbench_memristor.conversion import Device, convert, memtorch_layers
 from oodbench_memristor.faults import FaultsTarget
