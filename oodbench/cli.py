@@ -221,7 +221,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_leaderboard_check(args: argparse.Namespace) -> int:
     from oodbench.leaderboard import check
 
-    result = check(args.run_dir, args.baseline, args.tolerance)
+    result = check(args.run_dir, args.baseline, args.floor, args.partial)
     print(result.text)
     return 1 if result.failed else 0
 
@@ -229,7 +229,7 @@ def cmd_leaderboard_check(args: argparse.Namespace) -> int:
 def cmd_leaderboard_update(args: argparse.Namespace) -> int:
     from oodbench.leaderboard import update
 
-    print(update(args.run_dir, args.baseline, args.selection, args.tolerance))
+    print(update(args.run_dir, args.baseline, args.selection, args.floor, args.confidence))
     return 0
 
 
@@ -340,17 +340,24 @@ def build_parser() -> Parser:
 
     board = sub.add_parser("leaderboard", help="compare a run with a committed baseline, or rewrite the baseline")
     board_sub = board.add_subparsers(dest="leaderboard_command", required=True, metavar="ACTION")
-    check = board_sub.add_parser("check", help="exit 1 when a metric regressed beyond tolerance or an entry is missing")
+    check = board_sub.add_parser("check", help="exit 1 when a guarded metric left the baseline's prediction interval "
+                                               "(either way) or an entry is missing")
     update = board_sub.add_parser("update", help="rewrite the baseline from a run")
     check.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     update.add_argument("run_dir", type=Path, nargs="+", metavar="RUN_DIR",
-                        help="a run; several: replicate runs of one matrix, merged (mean, and their spread as std)")
+                        help="a run; several: replicate runs of one matrix (other thread counts, executors), whose "
+                             "values are recorded side by side per seed")
     for action, func in ((check, cmd_leaderboard_check), (update, cmd_leaderboard_update)):
         action.add_argument("--baseline", type=Path, required=True, metavar="FILE", help="the baseline JSON file")
-        action.add_argument("--tolerance", type=_percentage_points, metavar="PP",
-                            help="allowed drop in percentage points before seed noise (default: the baseline's, 2)")
+        action.add_argument("--floor", type=_percentage_points, metavar="PP",
+                            help="the narrowest allowed move in percentage points (default: the baseline's, 0.5)")
         action.set_defaults(func=func)
-    update.add_argument("--selection", default="val", choices=list(RULES), help="the rule the baseline records")
+    check.add_argument("--partial", action="store_true",
+                       help="the run is part of the baseline's matrix: entries it lacks are not run, not missing")
+    update.add_argument("--selection", default="val", metavar="RULES",
+                        help=f"the rules the baseline guards, comma-separated (of {', '.join(RULES)}; default val)")
+    update.add_argument("--confidence", type=float, metavar="P",
+                        help="two-sided confidence of each interval (default: the baseline's, 0.99)")
 
     data = sub.add_parser("data", help="fetch and look at data")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")

@@ -1,13 +1,26 @@
-"""Leaderboard baselines: record a run's numbers (``update``) and catch regressions against them (``check``).
+"""Leaderboard baselines: record a run's numbers per seed (``update``) and flag what moved beyond them (``check``).
 
-A baseline is a JSON file with one entry per reported row (dataset,
-backbone, algorithm, target, hyperparameter variant, test environment):
-the mean, std and seeds of each tracked metric with the direction that is
-better and the tolerance, plus what makes two runs comparable at all: the
-harness version, the version of every plugin, the dataset spec hash and a
-hash of the cell's full configuration. ``check`` compares in each metric's
-own direction, allows for seed noise, and marks entries whose versions or
-hashes differ as not comparable instead of passing or failing them.
+A baseline is a JSON file with one entry per reported row and selection rule
+(dataset, backbone, algorithm, target, hyperparameter variant, test
+environment, rule): every seed's value of each guarded metric in every
+replicate run it was recorded from, the direction that is better, and what
+makes two runs comparable at all (the harness version, the version of every
+plugin, the dataset spec hash and a hash of the cell's full configuration).
+
+``check`` asks of each (entry, metric) whether the run's mean over its seeds
+is what the baseline allows. When the run's seeds are the baseline's and some
+were recorded in several replicate runs (other thread counts, executors), the
+run is compared with the recorded mean of the same seeds, within a t interval
+from the spread between replicates (``paired_half_width``): the same seed
+differs only by numerical noise. Otherwise it is a two-sided prediction
+interval for the mean of m new seeds from the n recorded,
+``mean ± t(n-1) · s · sqrt(1/m + 1/n)`` (``half_width``). Both never narrower
+than a floor; docs/reports.md says why. A move out of it either way fails: a broken simulation
+can look better (a crossbar without its non-idealities), so an improvement is
+a change to confirm by refreshing the baseline, not a pass. Rows of a hardware
+target are guarded as the paired difference to the float network of the same
+training (seed by seed), so what the target measures is its own effect, not
+the training's noise.
 """
 
 from __future__ import annotations
@@ -17,32 +30,35 @@ import json
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
-from oodbench.errors import UsageError
 from oodbench.directions import DIRECTIONS
 from oodbench.distributions import finite_number
+from oodbench.errors import UsageError
 from oodbench.report import IDENTITY, open_store, scale, summarize
 from oodbench.selection import RULES
 from oodbench.store import Store
 
-SCHEMA = 2
-"""2: values are chosen per trial over (configuration, checkpoint), with the new splits (docs/protocol.md)."""
-TRACKED = ("acc", "worst_group_acc", "gap")
-"""Metrics a baseline records: test accuracy, worst-group accuracy (higher is better), gap to the ceiling (lower)."""
-KEY = (*IDENTITY, "hparams", "env")
-DEFAULT_TOLERANCE_PP = 2.0
-STD_FACTOR = 2.0
-"""A move counts only beyond max(tolerance, STD_FACTOR x the std of either side: over seeds, and for a baseline
-also over its replicate runs)."""
+SCHEMA = 3
+"""3: every seed's value per replicate run, per guarded rule; two-sided prediction intervals (docs/reports.md)."""
+GUARDED = ("acc", "worst_group_acc")
+"""Guarded metrics. ``gap`` is the ceiling minus ``acc`` on the same test set: guarding both would count one
+move twice."""
+KEY = (*IDENTITY, "hparams", "env", "selection")
+PAIRED_WITH = "float"
+"""A hardware target's rows are guarded as their difference to this target's row of the same training."""
+DEFAULT_CONFIDENCE = 0.99
+DEFAULT_FLOOR_PP = 0.5
+"""The narrowest interval half-width, in percentage points: a cell whose recorded seeds all agree (a
+deterministic row) still allows for rounding and for a machine whose kernels sum in another order."""
 SHOWN_PP = 0.05
 """Changes smaller than this (rounding) are not listed as moves."""
-FAILING = ("regressed", "missing")
+FAILING = ("regressed", "improved", "missing")
 
 
 def _better(metric: str) -> str:
@@ -65,45 +81,65 @@ def _plugin_versions(keys: Iterable[str], plugins: dict[str, dict[str, dict[str,
     return {kind: ", ".join(sorted(found)) for kind, found in sorted(versions.items())}
 
 
-def entries(store: Store, selection: str, tolerance_pp: float) -> list[dict[str, Any]]:
-    """The baseline entries of a run: every summary row with its tracked metrics and comparability keys."""
+def _per_seed(row: dict[str, Any], metric: str) -> dict[int, float]:
+    return {seed: value * scale(metric) for seed, value in zip(row["seeds"], row[metric].values)}
+
+
+def _paired(rows: list[dict[str, Any]]) -> dict[int, tuple[dict[str, dict[int, float]], str | None]]:
+    """Each row's per-seed guarded values and what they are relative to: a target row's are its values minus
+    the float row's of the same training, seed by seed (its own values when the matrix has no float row)."""
+    training = ("dataset", "backbone", "algorithm", "hparams", "env")
+    floats = {tuple(r[k] for k in training): r for r in rows if r["target"] == PAIRED_WITH}
+    out = {}
+    for row in rows:
+        values = {m: _per_seed(row, m) for m in GUARDED}
+        partner = floats.get(tuple(row[k] for k in training))
+        if row["target"] == PAIRED_WITH or partner is None:
+            out[id(row)] = values, None
+            continue
+        for metric in GUARDED:
+            reference = _per_seed(partner, metric)
+            values[metric] = {s: v - reference[s] for s, v in values[metric].items() if s in reference}
+        out[id(row)] = values, PAIRED_WITH
+    return out
+
+
+def entries(store: Store, selections: Sequence[str]) -> list[dict[str, Any]]:
+    """The baseline entries of one run: a row per rule with every seed's guarded values and comparability keys."""
     meta = store.meta()
     harness = meta.get("versions", {}).get("oodbench", "unknown")
     specs = meta.get("dataset_specs", {})
     cells = {c["key"]: c for c in store.cells("done")}
     plugins = store.cell_plugins()
     out = []
-    for row in summarize(store, selection):
-        members = [cells[key] for key in row["candidates"]]  # every searched configuration: the search, not its pick
-        entry: dict[str, Any] = {k: row[k] for k in KEY}
-        entry |= {
-            "seeds": row["seeds"],
-            "harness": harness,
-            "plugins": _plugin_versions(row["cells"], plugins),
-            "spec_hash": specs.get(row["dataset"]),
-            "config_hash": config_hash(c["hparams"] for c in members),
-            "metrics": {m: {"value": round(row[m].mean * scale(m), 4), "std": round(row[m].std * scale(m), 4),
-                            "unit": "pp" if m == "gap" else "%", "better": _better(m),
-                            "tolerance": round(max(tolerance_pp, STD_FACTOR * row[m].std * scale(m)), 4)}
-                        for m in TRACKED},
-        }
-        out.append(entry)
+    for selection in selections:
+        rows = summarize(store, selection)
+        paired = _paired(rows)
+        for row in rows:
+            values, vs = paired[id(row)]
+            members = [cells[key] for key in row["candidates"]]  # every searched configuration: the search
+            entry: dict[str, Any] = {k: row[k] for k in KEY}
+            entry |= {
+                "seeds": sorted(row["seeds"]),
+                "harness": harness,
+                "plugins": _plugin_versions(row["cells"], plugins),
+                "spec_hash": specs.get(row["dataset"]),
+                "config_hash": config_hash(c["hparams"] for c in members),
+                "metrics": {m: {"better": _better(m), "unit": "pp" if vs else "%", "vs": vs,
+                                "samples": {str(s): [round(v, 4)] for s, v in sorted(values[m].items())}}
+                            for m in GUARDED},
+            }
+            out.append(entry)
     return out
 
 
-def _kept_tolerance(baseline: Path) -> float:
-    """The tolerance floor of the baseline being replaced; the default when there is none (or it is unreadable,
-    which is what an update repairs)."""
-    try:
-        return load(baseline)["tolerance_pp"]
-    except UsageError:
-        return DEFAULT_TOLERANCE_PP
+def _samples(metric: dict[str, Any]) -> list[float]:
+    return [v for values in metric["samples"].values() for v in values]
 
 
-def _merge(runs: dict[Path, list[dict[str, Any]]], tolerance_pp: float) -> list[dict[str, Any]]:
-    """One entry per row over replicate runs of the same matrix: the mean value, and as std the larger of the
-    seed std and the spread between runs, so a cell whose numbers move with the thread count or the machine
-    gets the tolerance it needs."""
+def _merge(runs: dict[Path, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One entry per row over replicate runs of the same matrix: each seed's values from every run, side by
+    side, so the spread a thread count or an executor causes is part of what the baseline allows."""
     merged: dict[tuple, list[tuple[Path, dict[str, Any]]]] = defaultdict(list)
     for run_dir, rows in runs.items():
         for row in rows:
@@ -116,47 +152,75 @@ def _merge(runs: dict[Path, list[dict[str, Any]]], tolerance_pp: float) -> list[
             if reason:
                 raise UsageError(f"{run_dir}: {_label(other)} is not a replicate of {base_dir} ({reason})")
         entry = {k: v for k, v in base.items() if k != "metrics"} | {"runs": len(members), "metrics": {}}
+        entry["seeds"] = sorted({s for _, row in members for s in row["seeds"]})
         for metric, first in base["metrics"].items():
-            values = [row["metrics"][metric]["value"] for _, row in members]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            std = max(spread, *(row["metrics"][metric]["std"] for _, row in members))
-            entry["metrics"][metric] = first | {
-                "value": round(sum(values) / len(values), 4), "std": round(std, 4),
-                "tolerance": round(max(tolerance_pp, STD_FACTOR * std), 4)}
+            samples: dict[str, list[float]] = defaultdict(list)
+            for _, row in members:
+                for seed, values in row["metrics"][metric]["samples"].items():
+                    samples[seed] += values
+            recorded = first | {"samples": dict(sorted(samples.items(), key=lambda kv: int(kv[0])))}
+            values = _samples(recorded)
+            recorded["mean"] = round(statistics.fmean(values), 4)
+            recorded["std"] = round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
+            entry["metrics"][metric] = recorded
         out.append(entry)
     return out
 
 
-def update(run_dirs: Path | list[Path], baseline: Path, selection: str = "val",
-           tolerance_pp: float | None = None) -> str:
-    """Rewrite ``baseline`` from a run, or from replicate runs of one matrix (merged by ``_merge``); the
-    tolerance floor of an existing baseline is kept unless given."""
-    if selection not in RULES:
-        raise UsageError(f"--selection {selection!r}: unknown (allowed: {', '.join(RULES)})")
-    if tolerance_pp is None:
-        tolerance_pp = _kept_tolerance(baseline)
+def _rules(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in RULES]
+    if unknown or not names:
+        raise UsageError(f"--selection {text!r}: unknown rule (allowed: {', '.join(RULES)}, comma-separated)")
+    return list(dict.fromkeys(names))
+
+
+def update(run_dirs: Path | list[Path], baseline: Path, selection: str = "val", floor_pp: float | None = None,
+           confidence: float | None = None) -> str:
+    """Rewrite ``baseline`` from a run, or from replicate runs of one matrix (``_merge``), under each rule of
+    the comma list ``selection``; the floor and confidence of an existing baseline are kept unless given."""
+    rules = _rules(selection)
+    kept = _kept_settings(baseline)
+    floor_pp = kept["floor_pp"] if floor_pp is None else floor_pp
+    confidence = kept["confidence"] if confidence is None else _confidence(confidence)
     run_dirs = [run_dirs] if isinstance(run_dirs, Path) else list(run_dirs)
     runs, failed = {}, []
     for run_dir in run_dirs:
         with open_store(run_dir) as store:
-            runs[run_dir] = entries(store, selection, tolerance_pp)
+            runs[run_dir] = entries(store, rules)
             failed += store.cells("failed")
             if run_dir == run_dirs[0]:
                 meta = store.meta()
-    rows = _merge(runs, tolerance_pp)
+    rows = _merge(runs)
     if not rows:
         raise UsageError(f"{run_dirs[0]}: no finished cells to record in {baseline}")
-    data = {"schema": SCHEMA, "selection": selection, "tolerance_pp": tolerance_pp,
+    data = {"schema": SCHEMA, "selections": rules, "floor_pp": floor_pp, "confidence": confidence,
             "run": {k: meta.get(k) for k in ("argv", "created_at", "versions")} | {
                 "matrix": (meta.get("matrix") or {}).get("name")},
             "replicates": [str(d) for d in run_dirs],
             "entries": rows}
     baseline.parent.mkdir(parents=True, exist_ok=True)
-    baseline.write_text(json.dumps(data, indent=2) + "\n")
+    baseline.write_text(json.dumps(data, indent=1) + "\n")
     note = f"; {len(failed)} failed cell(s) not recorded" if failed else ""
     over = f" over {len(run_dirs)} replicate runs" if len(run_dirs) > 1 else ""
-    return (f"wrote {baseline}: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'} under selection {selection}"
+    return (f"wrote {baseline}: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'} under {', '.join(rules)}"
             f"{over}{note}")
+
+
+def _kept_settings(baseline: Path) -> dict[str, float]:
+    """The floor and confidence of the baseline being replaced; the defaults when there is none (or it is
+    unreadable, which is what an update repairs)."""
+    try:
+        data = load(baseline)
+    except UsageError:
+        return {"floor_pp": DEFAULT_FLOOR_PP, "confidence": DEFAULT_CONFIDENCE}
+    return {"floor_pp": data["floor_pp"], "confidence": data["confidence"]}
+
+
+def _confidence(value: float) -> float:
+    if not (finite_number(value) and 0.5 <= value < 1.0):
+        raise UsageError(f"--confidence {value}: expected a probability in [0.5, 1)")
+    return value
 
 
 def _fail(path: Path, where: str, problem: str) -> UsageError:
@@ -175,14 +239,18 @@ def load(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: not valid JSON: {error}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise _fail(path, "'schema'", f"must be {SCHEMA}")
-    if data.get("selection") not in RULES:
-        raise _fail(path, "'selection'", f"is {data.get('selection')!r} (allowed: {', '.join(RULES)})")
-    if not _number(data.get("tolerance_pp"), minimum=0.0):
-        raise _fail(path, "'tolerance_pp'", f"is {data.get('tolerance_pp')!r}: must be a finite number >= 0")
+    rules = data.get("selections")
+    if not isinstance(rules, list) or not rules or any(r not in RULES for r in rules):
+        raise _fail(path, "'selections'", f"is {rules!r} (allowed: a list of {', '.join(RULES)})")
+    if not _number(data.get("floor_pp"), minimum=0.0):
+        raise _fail(path, "'floor_pp'", f"is {data.get('floor_pp')!r}: must be a finite number >= 0")
+    confidence = data.get("confidence")
+    if not (_number(confidence, minimum=0.5) and confidence < 1):
+        raise _fail(path, "'confidence'", f"is {confidence!r}: must be a number in [0.5, 1)")
     if not isinstance(data.get("entries"), list):
         raise _fail(path, "'entries'", "must be a list")
     for i, entry in enumerate(data["entries"]):
-        _check_entry(path, f"entries[{i}]", entry)
+        _check_entry(path, f"entries[{i}]", entry, rules)
     return data
 
 
@@ -192,22 +260,67 @@ def _number(value: Any, minimum: float | None = None) -> bool:
     return finite_number(value) and (minimum is None or value >= minimum)
 
 
-def _check_entry(path: Path, where: str, entry: Any) -> None:
+def _check_entry(path: Path, where: str, entry: Any, rules: list[str]) -> None:
     fields = (*KEY, "seeds", "harness", "plugins", "spec_hash", "config_hash", "metrics")
     if not isinstance(entry, dict) or any(k not in entry for k in fields):
         raise _fail(path, where, f"lacks a field (expected: {', '.join(fields)})")
+    if entry["selection"] not in rules:
+        raise _fail(path, f"{where}.selection", f"is {entry['selection']!r} (allowed: {', '.join(rules)})")
     if not isinstance(entry["metrics"], dict):
-        raise _fail(path, f"{where}.metrics", "must be a table of metric -> value, std, better, tolerance")
+        raise _fail(path, f"{where}.metrics", "must be a table of metric -> better, samples")
     for metric, values in entry["metrics"].items():
-        if metric not in DIRECTIONS:
-            raise _fail(path, f"{where}.metrics.{metric}", f"is not a metric (allowed: {', '.join(DIRECTIONS)})")
-        for name, minimum in (("value", None), ("std", 0.0), ("tolerance", 0.0)):
-            if not isinstance(values, dict) or not _number(values.get(name), minimum):
-                bound = "" if minimum is None else f" >= {minimum:g}"
-                got = values.get(name) if isinstance(values, dict) else values
-                raise _fail(path, f"{where}.metrics.{metric}.{name}", f"is {got!r}: must be a finite number{bound}")
+        if metric not in GUARDED:
+            raise _fail(path, f"{where}.metrics.{metric}", f"is not guarded (allowed: {', '.join(GUARDED)})")
+        samples = values.get("samples") if isinstance(values, dict) else None
+        if not isinstance(samples, dict) or not samples:
+            raise _fail(path, f"{where}.metrics.{metric}.samples", "must map each seed to its values")
+        for seed, recorded in samples.items():
+            if not isinstance(recorded, list) or not recorded or not all(_number(v) for v in recorded):
+                raise _fail(path, f"{where}.metrics.{metric}.samples.{seed}",
+                            f"is {recorded!r}: must be a non-empty list of finite numbers")
         if values.get("better") != _better(metric):
             raise _fail(path, f"{where}.metrics.{metric}.better", f"must be {_better(metric)!r} for {metric}")
+
+
+def half_width(samples: dict[str, list[float]], m: int, confidence: float, floor: float) -> float:
+    """Half-width of the two-sided prediction interval for the mean of ``m`` new trials on new seeds.
+
+    n is the number of recorded seeds (the independent draws: a seed's
+    replicate runs differ only by numerical noise, so they add spread, not
+    degrees of freedom); s the sample std of every recorded value.
+    """
+    from scipy.special import stdtrit  # the t quantile; scipy.stats would cost a second more to import
+
+    values = _samples({"samples": samples})
+    n = len(samples)
+    if n < 2:
+        return floor
+    s = statistics.stdev(values)
+    return max(floor, float(stdtrit(n - 1, (1 + confidence) / 2)) * s * math.sqrt(1 / m + 1 / n))
+
+
+def paired_half_width(samples: dict[str, list[float]], seeds: Sequence[str], confidence: float,
+                      floor: float) -> float | None:
+    """Half-width for a run of ``seeds`` the baseline recorded, from the spread between its replicate runs.
+
+    The same seed on the same code differs between runs only by numerical
+    noise (thread count, executor, CPU kernels); its variance is pooled over
+    the seeds the baseline has in several runs, with their replicates minus
+    one as degrees of freedom. The run's mean minus the baseline's mean over
+    the same seeds then has variance s_w^2 (1 + 1/R) / m for m seeds of R
+    replicates each. None when no seed was recorded twice: nothing says how
+    large numerical noise is, and the seed interval applies.
+    """
+    from scipy.special import stdtrit
+
+    replicated = [values for values in samples.values() if len(values) > 1]
+    df = sum(len(values) - 1 for values in replicated)
+    if not df:
+        return None
+    pooled = sum((len(v) - 1) * statistics.variance(v) for v in replicated) / df
+    runs = statistics.fmean(len(samples[s]) for s in seeds)
+    spread = math.sqrt(pooled * (1 + 1 / runs) / len(seeds))
+    return max(floor, float(stdtrit(df, (1 + confidence) / 2)) * spread)
 
 
 @dataclass
@@ -255,22 +368,35 @@ def _incomparable(base: dict[str, Any], now: dict[str, Any]) -> str:
     return "; ".join(reasons)
 
 
-def _compare(base: dict[str, Any], now: dict[str, Any], floor: float | None) -> list[Move]:
+def _metric_label(metric: str, recorded: dict[str, Any]) -> str:
+    return f"{metric} - {recorded['vs']}" if recorded.get("vs") else metric
+
+
+def _compare(base: dict[str, Any], now: dict[str, Any], floor: float, confidence: float) -> list[Move]:
     label, reason = _label(base), _incomparable(base, now)
-    seeds = "" if base["seeds"] == now["seeds"] else f"seeds {base['seeds']} -> {now['seeds']}"
+    extra = sorted(set(now["seeds"]) - set(base["seeds"]))
+    note = f"seeds {extra} not in the baseline" if extra else ""
     moves = []
     for metric, old in base["metrics"].items():
         new = now["metrics"].get(metric)
-        if new is None:
-            moves.append(Move(label, metric, old["value"], None, None, "missing", "metric not in the run"))
+        name = _metric_label(metric, old)
+        if new is None or not new["samples"]:
+            moves.append(Move(label, name, old["mean"], None, None, "missing", "metric not in the run"))
             continue
+        current = statistics.fmean(_samples(new))
         if reason:
-            moves.append(Move(label, metric, old["value"], new["value"], None, "not comparable", reason))
+            moves.append(Move(label, name, old["mean"], current, None, "not comparable", reason))
             continue
-        allowed = max(old["tolerance"] if floor is None else floor, STD_FACTOR * old["std"], STD_FACTOR * new["std"])
-        gain = (new["value"] - old["value"]) * (1 if old["better"] == "higher" else -1)
+        seeds = list(new["samples"])
+        allowed = paired_half_width(old["samples"], seeds, confidence, floor) if not extra else None
+        if allowed is None:
+            reference = old["mean"]
+            allowed = half_width(old["samples"], len(seeds), confidence, floor)
+        else:  # the same seeds: compare with their own recorded mean
+            reference = statistics.fmean(statistics.fmean(old["samples"][s]) for s in seeds)
+        gain = (current - reference) * (1 if old["better"] == "higher" else -1)
         status = "regressed" if gain < -allowed else "improved" if gain > allowed else "ok"
-        moves.append(Move(label, metric, old["value"], new["value"], allowed, status, seeds))
+        moves.append(Move(label, name, reference, current, allowed, status, note))
     return moves
 
 
@@ -278,34 +404,42 @@ def _compare(base: dict[str, Any], now: dict[str, Any], floor: float | None) -> 
 class CheckResult:
     text: str
     failed: bool
+    moves: list[Move]
 
 
-def check(run_dir: Path, baseline: Path, tolerance_pp: float | None = None) -> CheckResult:
-    """Compare a run with a baseline; ``failed`` when a metric regressed or a baseline entry is missing."""
-    if tolerance_pp is not None and (not math.isfinite(tolerance_pp) or tolerance_pp < 0):
-        raise UsageError(f"--tolerance {tolerance_pp}: expected percentage points >= 0")
+def check(run_dir: Path, baseline: Path, floor_pp: float | None = None, partial: bool = False) -> CheckResult:
+    """Compare a run with a baseline; ``failed`` when a metric left its interval or a baseline entry is missing.
+
+    ``partial``: the run covers part of the baseline's matrix (``oodbench run --matrix M -a NAME``), so
+    entries it lacks are not run rather than missing.
+    """
+    if floor_pp is not None and (not math.isfinite(floor_pp) or floor_pp < 0):
+        raise UsageError(f"--floor {floor_pp}: expected percentage points >= 0")
     data = load(baseline)
+    floor = data["floor_pp"] if floor_pp is None else floor_pp
     with open_store(run_dir) as store:
-        current = {tuple(e[k] for k in KEY): e for e in entries(store, data["selection"], DEFAULT_TOLERANCE_PP)}
+        current = {tuple(e[k] for k in KEY): e for e in _merge({run_dir: entries(store, data["selections"])})}
     moves: list[Move] = []
     seen = set()
     for base in data["entries"]:
         key = tuple(base[k] for k in KEY)
         seen.add(key)
         if key in current:
-            moves += _compare(base, current[key], tolerance_pp)
-        else:
-            moves += [Move(_label(base), m, v["value"], None, None, "missing", "not in the run (failed or not run)")
-                      for m, v in base["metrics"].items()]
+            moves += _compare(base, current[key], floor, data["confidence"])
+        elif not partial:
+            moves += [Move(_label(base), _metric_label(m, v), v["mean"], None, None, "missing",
+                           "not in the run (failed or not run)") for m, v in base["metrics"].items()]
     for key, entry in current.items():
         if key not in seen:
-            moves += [Move(_label(entry), m, None, v["value"], None, "new", "not in the baseline")
+            moves += [Move(_label(entry), _metric_label(m, v), None, v["mean"], None, "new", "not in the baseline")
                       for m, v in entry["metrics"].items()]
     counts = {status: sum(m.status == status for m in moves)
-              for status in ("regressed", "missing", "improved", "ok", "not comparable", "new")}
+              for status in ("regressed", "improved", "missing", "ok", "not comparable", "new")}
     shown = [m.row() for m in moves if m.moved()]
-    lines = [(f"leaderboard check of {run_dir} against {baseline} (selection {data['selection']}; "
-              f"values in % and pp; allowed = max(tolerance, {STD_FACTOR:g} x std over seeds and replicate runs))")]
+    lines = [(f"leaderboard check of {run_dir} against {baseline} (selection {', '.join(data['selections'])}; "
+              f"values in % and pp; baseline = the recorded mean over the run's seeds; allowed = the "
+              f"{data['confidence']:.0%} interval from the spread between the baseline's replicate runs of those "
+              f"seeds (of its seeds when none was replicated or the run has others), at least {floor:g} pp)")]
     if shown:
         lines += ["", tabulate(shown, headers=["entry", "metric", "baseline", "run", "change", "allowed", "status",
                                                "note"], disable_numparse=True)]
@@ -313,5 +447,6 @@ def check(run_dir: Path, baseline: Path, tolerance_pp: float | None = None) -> C
         lines.append(f"nothing moved by {SHOWN_PP} pp or more")
     lines += ["", "; ".join(f"{n} {status}" for status, n in counts.items()) + f" (of {len(moves)} metric values)"]
     failed = any(m.status in FAILING for m in moves)
-    lines.append("FAILED: a metric regressed or an entry is missing" if failed else "passed")
-    return CheckResult("\n".join(lines), failed)
+    lines.append("FAILED: a metric left its interval (either way: refresh the baseline if the change is intended, "
+                 "docs/reports.md) or an entry is missing" if failed else "passed")
+    return CheckResult("\n".join(lines), failed, moves)

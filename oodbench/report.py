@@ -38,10 +38,13 @@ class Stat:
     mean: float
     std: float
     n: int
+    values: tuple[float, ...] = ()
+    """The trials' own values, in the row's ``seeds`` order (the leaderboard keeps them per seed)."""
 
     @classmethod
     def of(cls, values: list[float]) -> Stat:
-        return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+        return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values),
+                   tuple(values))
 
     @property
     def se(self) -> float:

@@ -120,7 +120,7 @@ print(json.dumps({"codes": codes, "heavy": heavy, "api": "oodbench.api" in sys.m
 
 def test_reading_commands_import_neither_torch_nor_plugins(tmp_path):
     run_dir = one_finished_cell(tmp_path / "run")
-    baseline = ROOT / "leaderboards" / "quick.json"
+    baseline = ROOT / "leaderboards" / "guard.json"
     commands = [["report", str(run_dir), "--format", fmt] for fmt in ("table", "markdown", "latex", "json", "csv")]
     commands += [["leaderboard", "check", str(run_dir), "--baseline", str(baseline)],
                  ["plugins", "--requirements", str(run_dir)], ["report", "--help"]]

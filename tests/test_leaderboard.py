@@ -1,7 +1,8 @@
 """``oodbench leaderboard check|update`` on a real (tiny) run: passes unchanged, fails on a planted regression,
-sets aside what is not comparable, and keeps the committed ``quick`` baseline in step with the ``quick`` matrix."""
+sets aside what is not comparable, and keeps the committed ``guard`` baseline in step with the ``guard`` matrix."""
 
 import json
+import statistics
 import shutil
 import sqlite3
 from pathlib import Path
@@ -11,12 +12,13 @@ import pytest
 import oodbench
 from oodbench import __version__
 from oodbench.cli import main
-from oodbench.leaderboard import TRACKED, config_hash, load
+from oodbench.leaderboard import GUARDED, _paired, config_hash, half_width, load, paired_half_width
+from oodbench.report import Stat
 from oodbench.matrix import Overrides, expand, load_matrix
 from oodbench.plugins import get_plugins
 
-COMMITTED = Path(oodbench.__file__).parent / "leaderboards" / "quick.json"
-TINY = ["run", "-d", "colored_mnist", "-b", "mlp", "-a", "erm", "-t", "float", "--epochs", "1", "--seeds", "0",
+COMMITTED = Path(oodbench.__file__).parent / "leaderboards" / "guard.json"
+TINY = ["run", "-d", "colored_mnist", "-b", "mlp", "-a", "erm", "-t", "float", "--epochs", "1", "--seeds", "0,1",
         "--set", "batch_size=512", "--set", "train_eval_size=1000"]
 
 
@@ -56,68 +58,130 @@ def _edited(baseline, tmp_path, edit):
 
 
 @pytest.mark.slow
-def test_update_records_values_versions_and_hashes(recorded):
+def test_update_records_each_seed_with_versions_and_hashes(recorded):
     _, baseline = recorded
     data = load(baseline)
+    assert data["selections"] == ["val"] and data["floor_pp"] == 0.5 and data["confidence"] == 0.99
     (entry,) = data["entries"]
-    assert (entry["dataset"], entry["algorithm"], entry["env"], entry["seeds"]) == ("colored_mnist", "erm", "test", [0])
+    assert (entry["dataset"], entry["algorithm"], entry["env"], entry["selection"], entry["seeds"]) == (
+        "colored_mnist", "erm", "test", "val", [0, 1])
     assert entry["harness"] == __version__
     assert entry["spec_hash"] == get_plugins().registry("datasets").get("colored_mnist").spec_hash
     assert entry["plugins"]["algorithm"] == f"oodbench {__version__}"
-    assert {m: entry["metrics"][m]["better"] for m in TRACKED} == {
-        "acc": "higher", "worst_group_acc": "higher", "gap": "lower"}
+    assert set(entry["metrics"]) == set(GUARDED) == {"acc", "worst_group_acc"}  # gap is acc seen from 75 %
     acc = entry["metrics"]["acc"]
-    assert 0 < acc["value"] < 50 and acc["std"] == 0 and acc["tolerance"] == 2.0  # ERM follows the color
-    assert entry["metrics"]["gap"]["value"] == pytest.approx(75 - acc["value"], abs=1e-3)
+    assert acc["better"] == "higher" and acc["vs"] is None and set(acc["samples"]) == {"0", "1"}
+    assert all(0 < v[0] < 50 for v in acc["samples"].values())  # ERM follows the color
+
+
+def _set_samples(metric, samples):
+    def edit(data):
+        data["entries"][0]["metrics"][metric]["samples"] = samples
+        data["entries"][0]["metrics"][metric]["mean"] = statistics.fmean(v for s in samples.values() for v in s)
+    return edit
+
+
+def _agreeing(now, shift=0.0):
+    """Baseline samples whose seeds all agree, ``shift`` above the run's mean: no spread, so the floor decides
+    (with two seeds, t(1, 0.995) = 63.7 makes any spread wide)."""
+    mean = statistics.fmean(now.values()) + shift
+    return {str(s): [mean] for s in now}
+
+
+def _values(run_dir, metric):
+    from oodbench.leaderboard import entries
+    from oodbench.store import Store
+
+    with Store.in_dir(run_dir, readonly=True) as store:
+        (entry,) = entries(store, ["val"])
+    return {int(s): v[0] for s, v in entry["metrics"][metric]["samples"].items()}
 
 
 @pytest.mark.slow
 def test_an_unchanged_run_passes(recorded, capsys):
     code, out = _check(capsys, *recorded)
     assert code == 0, out
-    assert "passed" in out and "nothing moved" in out and "3 ok" in out
+    assert "passed" in out and "nothing moved" in out and "2 ok" in out
 
 
 @pytest.mark.slow
 def test_a_planted_regression_in_the_store_fails(recorded, tmp_path, capsys):
     run_dir, baseline = recorded
     copy = _copy(run_dir, tmp_path)
-    _sql(copy, "UPDATE results SET acc = acc - 0.05, gap = abs(acc - 0.05 - ceiling) * 100 "
-               "WHERE split = 'test' AND checkpoint = 'best_val'")
-    code, out = _check(capsys, copy, baseline)
+    _sql(copy, "UPDATE results SET acc = acc - 0.05 WHERE split = 'test' AND checkpoint = 'best_val'")
+    now = _values(run_dir, "acc")
+    # a baseline whose seeds agree: the 5 pp drop is far outside its interval
+    tight = _edited(baseline, tmp_path, _set_samples("acc", _agreeing(now)))
+    code, out = _check(capsys, copy, tight)
     assert code == 1, out
     moved = {line.split()[1]: line for line in out.splitlines() if line.startswith("colored_mnist/")}
-    assert set(moved) == {"acc", "gap"}
-    assert "regressed" in moved["acc"] and "-5.00" in moved["acc"] and "+5.00" in moved["gap"]
-    assert "FAILED" in out
-    # a wider tolerance lets the same drop through
-    assert _check(capsys, copy, baseline, "--tolerance", "6")[0] == 0
+    assert set(moved) == {"acc"}
+    assert "regressed" in moved["acc"] and "-5.00" in moved["acc"] and "FAILED" in out
+    assert _check(capsys, copy, tight, "--floor", "6")[0] == 0  # a wider floor lets the same drop through
 
 
 @pytest.mark.slow
-def test_a_raised_baseline_fails_and_a_lowered_one_is_an_improvement(recorded, tmp_path, capsys):
+def test_an_improvement_beyond_the_interval_also_fails(recorded, tmp_path, capsys):
+    """A crossbar that lost its non-idealities looks better: the guard fails both ways."""
     run_dir, baseline = recorded
-
-    def shift(by):
-        def edit(data):
-            data["entries"][0]["metrics"]["worst_group_acc"]["value"] += by
-        return edit
-
-    code, out = _check(capsys, run_dir, _edited(baseline, tmp_path, shift(3.0)))
-    assert code == 1 and "worst_group_acc" in out and "regressed" in out
-    code, out = _check(capsys, run_dir, _edited(baseline, tmp_path, shift(-3.0)))
-    assert code == 0 and "improved" in out
+    now = _values(run_dir, "worst_group_acc")
+    lowered = _edited(baseline, tmp_path, _set_samples("worst_group_acc", _agreeing(now, -3.0)))
+    code, out = _check(capsys, run_dir, lowered)
+    assert code == 1 and "worst_group_acc" in out and "improved" in out and "FAILED" in out
 
 
 @pytest.mark.slow
-def test_seed_noise_widens_the_tolerance(recorded, tmp_path, capsys):
+def test_seed_spread_widens_the_interval(recorded, tmp_path, capsys):
+    """The same 3 pp move fails against seeds that agree and passes against seeds 4 pp apart."""
     run_dir, baseline = recorded
+    now = _values(run_dir, "acc")
+    agree = _edited(baseline, tmp_path, _set_samples("acc", _agreeing(now, 3.0)))
+    assert _check(capsys, run_dir, agree)[0] == 1
+    mean = statistics.fmean(now.values())
+    spread = {"0": [mean + 1.0], "1": [mean + 5.0]}  # 3 pp above on average, 4 pp apart: t(1) is wide
+    code, out = _check(capsys, run_dir, _edited(baseline, tmp_path, _set_samples("acc", spread)))
+    assert code == 0 and "ok" in out, out
 
-    def noisy(data):
-        data["entries"][0]["metrics"]["acc"]["value"] += 3.0
-        data["entries"][0]["metrics"]["acc"]["std"] = 2.0  # allowed: 2 x 2 pp
-    code, out = _check(capsys, run_dir, _edited(baseline, tmp_path, noisy))
-    assert code == 0 and "4.00" in out and "ok" in out
+
+def test_half_width_is_the_t_prediction_interval_of_a_mean():
+    samples = {"0": [10.0], "1": [12.0], "2": [14.0]}  # n = 3, s = 2
+    # t(2, 0.975) = 4.302653 (tables): 4.302653 * 2 * sqrt(1/1 + 1/3) = 9.9366; for a mean of 3: sqrt(2/3)
+    assert half_width(samples, 1, 0.95, 0.5) == pytest.approx(9.9366, abs=1e-3)
+    assert half_width(samples, 3, 0.95, 0.5) == pytest.approx(7.0262, abs=1e-3)
+    assert half_width({"0": [5.0], "1": [5.0]}, 1, 0.99, 0.5) == 0.5  # no spread: the floor
+    assert half_width({"0": [5.0, 9.0]}, 1, 0.99, 0.5) == 0.5  # one seed: no interval to compute
+    # a seed's replicate runs add to the spread, not to the degrees of freedom: n = 2 seeds, t(1, 0.975) = 12.7062,
+    # s over all four values = 1.2910: 12.7062 * 1.2910 * sqrt(1 + 1/2) = 20.090
+    assert half_width({"0": [10.0, 11.0], "1": [12.0, 13.0]}, 1, 0.95, 0.0) == pytest.approx(20.090, abs=1e-2)
+
+
+def test_the_same_seeds_are_judged_by_the_spread_between_replicate_runs():
+    # seeds 0 and 1 recorded twice (1.0 and 0.5 apart), seed 2 once: pooled variance (0.5 + 0.125) / 2 = 0.3125 on
+    # 2 degrees of freedom; t(2, 0.975) = 4.302653; a run of seeds 0, 1 (runs 2 each): sqrt(0.3125 * 1.5 / 2) = 0.4841
+    samples = {"0": [10.0, 11.0], "1": [20.0, 20.5], "2": [30.0]}
+    assert paired_half_width(samples, ["0", "1"], 0.95, 0.0) == pytest.approx(2.0830, abs=1e-3)
+    assert paired_half_width(samples, ["0", "1"], 0.95, 5.0) == 5.0
+    assert paired_half_width({"0": [10.0], "1": [12.0]}, ["0"], 0.95, 0.5) is None  # no replicate: no noise scale
+    # far narrower than the interval for new seeds, which must allow for the seeds' own 10 pp steps
+    assert half_width(samples, 2, 0.95, 0.0) > 10 * paired_half_width(samples, ["0", "1"], 0.95, 0.0)
+
+
+def test_a_target_row_is_guarded_as_its_difference_to_the_float_row_of_the_same_training():
+    def row(target, acc, seeds=(0, 1)):
+        return {"dataset": "d", "backbone": "mlp", "algorithm": "erm", "hparams": "", "env": "test", "target": target,
+                "seeds": list(seeds), "acc": Stat.of(acc), "worst_group_acc": Stat.of([a / 2 for a in acc])}
+
+    rows = [row("float", [0.20, 0.30]), row("memristor", [0.18, 0.31]), row("other", [0.5], seeds=(0,))]
+    orphan = dict(row("memristor", [0.4, 0.4]), algorithm="irm")
+    paired = _paired([*rows, orphan])
+    values, vs = paired[id(rows[1])]
+    assert vs == "float" and values["acc"] == pytest.approx({0: -2.0, 1: 1.0})
+    assert values["worst_group_acc"] == pytest.approx({0: -1.0, 1: 0.5})
+    assert paired[id(rows[0])] == ({"acc": pytest.approx({0: 20.0, 1: 30.0}),
+                                    "worst_group_acc": pytest.approx({0: 10.0, 1: 15.0})}, None)
+    assert paired[id(rows[2])][0]["acc"] == pytest.approx({0: 30.0})  # only the seeds the target has
+    assert paired[id(orphan)] == ({"acc": pytest.approx({0: 40.0, 1: 40.0}),
+                                   "worst_group_acc": pytest.approx({0: 20.0, 1: 20.0})}, None)
 
 
 @pytest.mark.slow
@@ -135,45 +199,47 @@ def test_other_versions_or_data_are_not_comparable(recorded, tmp_path, capsys, c
     code, out = _check(capsys, copy, baseline)
     assert code == 0, out
     table = out.split("\n\n")[1]
-    assert table.count("not comparable") == len(TRACKED) and reason in table and "regressed" not in table
-    assert f"{len(TRACKED)} not comparable" in out
+    assert table.count("not comparable") == len(GUARDED) and reason in table and "regressed" not in table
+    assert f"{len(GUARDED)} not comparable" in out
 
 
 @pytest.mark.slow
-def test_a_missing_entry_fails_and_a_new_one_is_listed(recorded, tmp_path, capsys):
+def test_a_missing_entry_fails_unless_the_run_is_partial_and_a_new_one_is_listed(recorded, tmp_path, capsys):
     run_dir, baseline = recorded
 
     def extra(data):
         data["entries"].append(dict(data["entries"][0], env="test2"))
-    code, out = _check(capsys, run_dir, _edited(baseline, tmp_path, extra))
+    with_extra = _edited(baseline, tmp_path, extra)
+    code, out = _check(capsys, run_dir, with_extra)
     assert code == 1 and "test2" in out and "missing" in out
+    code, out = _check(capsys, run_dir, with_extra, "--partial")
+    assert code == 0 and "test2" not in out, out
 
     def empty(data):
         data["entries"] = []
     code, out = _check(capsys, run_dir, _edited(baseline, tmp_path, empty))
-    assert code == 0 and "3 new" in out
+    assert code == 0 and "2 new" in out
 
 
 @pytest.mark.slow
-def test_replicate_runs_merge_into_mean_and_spread(recorded, tmp_path, capsys):
-    """A baseline from two replicate runs records their mean and spread; a run on either side of that spread
-    passes, where a baseline from one of them alone would call the other a regression."""
+def test_replicate_runs_record_every_seed_side_by_side(recorded, tmp_path, capsys):
+    """A baseline from two replicate runs keeps both values of each seed; a run on either side passes, where a
+    baseline from one of them alone (seeds made to agree) calls the other a regression."""
     run_dir, _ = recorded
     low = _copy(run_dir, tmp_path)
-    _sql(low, "UPDATE results SET acc = acc - 0.05, gap = abs(acc - 0.05 - ceiling) * 100 "
-              "WHERE split = 'test' AND checkpoint = 'best_val'")
-    merged, single = tmp_path / "merged.json", tmp_path / "single.json"
+    _sql(low, "UPDATE results SET acc = acc - 0.03 WHERE split = 'test' AND checkpoint = 'best_val'")
+    merged = tmp_path / "merged.json"
     assert main(["leaderboard", "update", str(run_dir), str(low), "--baseline", str(merged)]) == 0
     assert "over 2 replicate runs" in capsys.readouterr().out
     (entry,) = load(merged)["entries"]
-    high_acc = load(recorded[1])["entries"][0]["metrics"]["acc"]["value"]
+    now = _values(run_dir, "acc")
     acc = entry["metrics"]["acc"]
-    assert entry["runs"] == 2 and acc["value"] == pytest.approx(high_acc - 2.5, abs=1e-3)
-    assert acc["std"] == pytest.approx(5 / 2 ** 0.5, abs=1e-3) and acc["tolerance"] == pytest.approx(2 * acc["std"], abs=1e-3)
-    assert entry["metrics"]["worst_group_acc"]["std"] == 0 and entry["metrics"]["worst_group_acc"]["tolerance"] == 2
+    assert entry["runs"] == 2 and entry["seeds"] == [0, 1]
+    assert {int(s): v for s, v in acc["samples"].items()} == {
+        s: [pytest.approx(v, abs=1e-3), pytest.approx(v - 3.0, abs=1e-3)] for s, v in now.items()}
     assert _check(capsys, low, merged)[0] == 0 and _check(capsys, run_dir, merged)[0] == 0
-    assert main(["leaderboard", "update", str(run_dir), "--baseline", str(single)]) == 0
-    assert _check(capsys, low, single)[0] == 1
+    agree = _edited(merged, tmp_path, _set_samples("acc", _agreeing(now)))
+    assert _check(capsys, low, agree)[0] == 1
 
 
 @pytest.mark.slow
@@ -197,10 +263,15 @@ def _bad(tmp_path, name, text):
 @pytest.mark.parametrize("name, text, patterns", [
     ("absent.json", None, ["absent.json", "no such file", "leaderboard update"]),
     ("broken.json", "{", ["broken.json", "not valid JSON"]),
-    ("schema.json", '{"schema": 7}', ["schema.json", "'schema'", "must be 2"]),
-    ("rule.json", '{"schema": 2, "selection": "best"}', ["rule.json", "'selection'", "allowed: val, oracle, oracle_epoch, last"]),
-    ("entry.json", '{"schema": 2, "selection": "val", "tolerance_pp": 2, "entries": [{"dataset": "x"}]}',
+    ("schema.json", '{"schema": 7}', ["schema.json", "'schema'", "must be 3"]),
+    ("rule.json", '{"schema": 3, "selections": ["best"]}', ["rule.json", "'selections'", "val, oracle, oracle_epoch, last"]),
+    ("floor.json", '{"schema": 3, "selections": ["last"], "floor_pp": NaN}', ["floor.json", "'floor_pp'", "finite"]),
+    ("entry.json", '{"schema": 3, "selections": ["val"], "floor_pp": 2, "confidence": 0.99, "entries": [{"dataset": "x"}]}',
      ["entry.json", r"entries\[0\]", "expected: dataset, backbone"]),
+    ("samples.json", '{"schema": 3, "selections": ["val"], "floor_pp": 2, "confidence": 0.99, "entries": [{"dataset": "x", '
+     '"backbone": "b", "algorithm": "a", "target": "t", "hparams": "", "env": "e", "selection": "val", "seeds": [0], '
+     '"harness": "1", "plugins": {}, "spec_hash": "s", "config_hash": "c", "metrics": {"acc": {"better": "higher", '
+     '"samples": {"0": []}}}}]}', ["samples.json", r"entries\[0\]\.metrics\.acc\.samples\.0", "non-empty list"]),
 ])
 def test_bad_baselines_exit_2_with_one_line(tmp_path, capsys, name, text, patterns):
     import re
@@ -215,24 +286,23 @@ def test_bad_baselines_exit_2_with_one_line(tmp_path, capsys, name, text, patter
     assert all(re.search(p, err) for p in patterns), err
 
 
-def test_not_a_run_directory_and_a_bad_tolerance_exit_2(tmp_path, capsys):
+def test_not_a_run_directory_and_a_bad_floor_exit_2(tmp_path, capsys):
     assert main(["leaderboard", "update", str(tmp_path), "--baseline", str(tmp_path / "b.json")]) == 2
     assert "not a run directory" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
-        main(["leaderboard", "check", str(tmp_path), "--baseline", "b.json", "--tolerance", "-1"])
+        main(["leaderboard", "check", str(tmp_path), "--baseline", "b.json", "--floor", "-1"])
     assert exit_info.value.code == 2 and "percentage points >= 0" in capsys.readouterr().err
 
 
-def test_the_committed_quick_baseline_matches_the_quick_matrix():
-    """CI checks the quick matrix against this file: it must describe the same cells, data and versions, or the
+def test_the_committed_guard_baseline_matches_the_guard_matrix():
+    """CI checks the guard matrix against this file: it must describe the same cells, data and versions, or the
     check would set everything aside as not comparable (or miss new rows)."""
     data = load(COMMITTED)
     plugins = get_plugins()
-    cells = [c for c in expand(load_matrix("quick"), plugins, Overrides()) if c.skip_reason is None]
+    cells = [c for c in expand(load_matrix("guard"), plugins, Overrides()) if c.skip_reason is None]
     matrix = {(c.dataset, c.backbone, c.algorithm, c.target): c for c in cells}
     recorded = {(e["dataset"], e["backbone"], e["algorithm"], e["target"]): e for e in data["entries"]}
-    hint = "regenerate: oodbench run --matrix quick --out runs/quick && oodbench leaderboard update runs/quick " \
-           f"--baseline {COMMITTED}"
+    hint = f"regenerate it as docs/reports.md says (oodbench leaderboard update ... --baseline {COMMITTED})"
     assert set(recorded) == set(matrix), hint
     for key, entry in recorded.items():
         cell = matrix[key]

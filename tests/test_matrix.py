@@ -138,6 +138,21 @@ class Provides:
 
 # --- named matrices ------------------------------------------------------------------------------------
 
+def test_the_guard_matrix_covers_every_first_party_algorithm_the_snn_and_each_memristor_target(plugins):
+    """Issue 18: a method the guard does not run is a method CI cannot see break."""
+    cells = expand(load_matrix("guard"), plugins)
+    assert all(c.skip_reason is None for c in cells)
+    first_party = {"oodbench", "oodbench-methods", "oodbench-snn", "oodbench-memristor"}
+
+    def shipped(kind):
+        return {name for name in plugins.registry(kind).names() if plugins.dist_of(kind, name)[0] in first_party}
+
+    assert {c.algorithm for c in cells} == shipped("algorithms")
+    assert "snn" in {c.backbone for c in cells}
+    assert {c.target for c in cells} == shipped("targets")
+    assert {c.seed for c in cells} == {0, 1}
+
+
 def test_the_shipped_quick_matrix_loads_and_expands(plugins):
     assert DEFAULT_MATRIX in named_matrices()
     shipped = tomllib.loads(resources.files("oodbench.matrices").joinpath("quick.toml").read_text())

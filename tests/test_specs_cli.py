@@ -85,7 +85,7 @@ def test_a_user_spec_on_the_path_is_listed_beside_the_shipped_ones(results):
     result, root = results["list"]
     assert result.returncode == 0, result.stderr
     for name in ("orange_purple", "colored_mnist", "colored_mnist_irm", "colored_mnist_irm_gray",
-                 "colored_mnist_domainbed", "digit_color_shift", "background_shift"):
+                 "colored_mnist_guard", "colored_mnist_domainbed", "digit_color_shift", "background_shift"):
         assert re.search(rf"^{name} ", result.stdout, re.M), name
     assert re.search(r"^broken .*UNUSABLE: .*broken\.toml: field 'attribute\.values\[1\]'", result.stdout, re.M)
     assert result.stderr == ""

@@ -19,8 +19,8 @@ from oodbench.data.catalog import SpecDataset, load_catalog, shipped_dir
 from oodbench.data.environments import build_environments
 from oodbench.data.mnist import MNIST, load_mnist
 
-SHIPPED = ("colored_mnist", "colored_mnist_irm", "colored_mnist_irm_gray", "colored_mnist_domainbed",
-           "digit_color_shift", "background_shift")
+SHIPPED = ("colored_mnist", "colored_mnist_irm", "colored_mnist_irm_gray", "colored_mnist_guard",
+           "colored_mnist_domainbed", "digit_color_shift", "background_shift")
 
 
 def within_binomial(observed: float, p: float, n: int, sigmas: float = 4.0) -> bool:
@@ -103,6 +103,25 @@ def test_irm_matches_the_paper(built, real):
     assert torch.equal(train.sort().values, torch.arange(50_000))  # a split of the first 50 000, shuffled
     assert not torch.equal(where["env1"], torch.arange(0, 50_000, 2))
     assert torch.equal(where["test"], torch.arange(50_000, 60_000))
+
+
+def test_the_guard_dataset_is_the_irm_construction_at_5000_per_environment_in_rgb(built, real):
+    envs = built["colored_mnist_guard"]
+    assert [(e.name, e.role, len(e)) for e in envs.values()] == [
+        ("env1", "train", 5_000), ("env2", "train", 5_000), ("test", "test", 5_000), ("source", "source", 5_000)]
+    pool = real.train_x[:, ::2, ::2]
+    where = {}
+    for (name, env), flip in zip(envs.items(), (0.2, 0.1, 0.9)):
+        assert env.x.shape[1:] == (3, 14, 14) and env.ceiling == 0.75
+        assert not env.x[:, 2].any()  # red or green on black: the blue channel is empty
+        color = env.x[torch.arange(len(env)), env.attribute]
+        assert not env.x[torch.arange(len(env)), 1 - env.attribute].any()
+        where[name] = locate(color, pool)
+        check_label_colors(env, (real.train_y[where[name]] < 5).long(), 0.25, flip)
+    used = torch.cat([where["env1"], where["env2"], where["test"]])  # the first 15 000, shuffled, dealt out
+    assert torch.equal(used.sort().values, torch.arange(15_000))
+    source = envs["source"].x
+    assert torch.equal(source[:, 0], source[:, 1]) and torch.equal(source[:, 1], source[:, 2])  # grayscale
 
 
 def test_irm_gray_is_the_same_draw_without_color(built):

@@ -23,7 +23,7 @@ import oodbench
 GROUP = "commands-vs-import-torch"
 ROUNDS = 5
 TIMES = pytest.StashKey[dict]()
-BASELINE = Path(oodbench.__file__).parent / "leaderboards" / "quick.json"
+BASELINE = Path(oodbench.__file__).parent / "leaderboards" / "guard.json"
 
 
 @pytest.fixture(scope="module")

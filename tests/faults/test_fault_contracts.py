@@ -120,30 +120,30 @@ def test_a_run_naming_an_unusable_spec_is_refused_before_anything_trains(tmp_pat
     assert not (tmp_path / "run").exists()
 
 
-COMMITTED = Path(oodbench.__file__).parent / "leaderboards" / "quick.json"
+COMMITTED = Path(oodbench.__file__).parent / "leaderboards" / "guard.json"
 
 
-@pytest.mark.parametrize("field, value, problem", [
-    ("value", math.nan, "must be a finite number"),
-    ("value", math.inf, "must be a finite number"),
-    ("std", -1.0, "must be a finite number >= 0"),
-    ("tolerance", math.nan, "must be a finite number >= 0"),
-    ("std", True, "must be a finite number"),
+@pytest.mark.parametrize("value, problem", [
+    (math.nan, "must be a non-empty list of finite numbers"),
+    (math.inf, "must be a non-empty list of finite numbers"),
+    (True, "must be a non-empty list of finite numbers"),
 ])
-def test_a_baseline_with_nan_or_negative_numbers_is_refused(tmp_path, field, value, problem):
+def test_a_baseline_with_nan_or_infinite_samples_is_refused(tmp_path, value, problem):
     data = json.loads(COMMITTED.read_text())
-    data["entries"][0]["metrics"]["acc"][field] = value
+    samples = data["entries"][0]["metrics"]["acc"]["samples"]
+    seed = next(iter(samples))
+    samples[seed] = [value]
     path = tmp_path / "baseline.json"
     path.write_text(json.dumps(data))  # json writes NaN and Infinity, and reads them back
-    with pytest.raises(UsageError, match=rf"entries\[0\]\.metrics\.acc\.{field} is .*{problem}") as caught:
+    with pytest.raises(UsageError, match=rf"entries\[0\]\.metrics\.acc\.samples\.{seed} is .*{problem}") as caught:
         load(path)
     assert "\n" not in str(caught.value)
 
 
-def test_a_nan_tolerance_floor_is_refused(tmp_path):
+def test_a_nan_floor_is_refused(tmp_path):
     data = json.loads(COMMITTED.read_text())
-    data["tolerance_pp"] = math.nan
+    data["floor_pp"] = math.nan
     path = tmp_path / "baseline.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(UsageError, match="'tolerance_pp' is nan: must be a finite number >= 0"):
+    with pytest.raises(UsageError, match="'floor_pp' is nan: must be a finite number >= 0"):
         load(path)
