@@ -15,9 +15,9 @@ from the spread between replicates (``paired_half_width``): the same seed
 differs only by numerical noise. Otherwise it is a two-sided prediction
 interval for the mean of m new seeds from the n recorded,
 ``mean ± t(n-1) · s · sqrt(1/m + 1/n)`` (``half_width``). Both never narrower
-than a floor; docs/reports.md says why. A move out of it either way fails: a broken simulation
-can look better (a crossbar without its non-idealities), so an improvement is
-a change to confirm by refreshing the baseline, not a pass. Rows of a hardware
+than a floor; docs/reports.md says why. A move out of it either way fails: a
+broken simulation can look better (a crossbar without its non-idealities), so
+an improvement is a change to confirm by refreshing the baseline, not a pass. Rows of a hardware
 target are guarded as the paired difference to the float network of the same
 training (seed by seed), so what the target measures is its own effect, not
 the training's noise.
@@ -85,22 +85,22 @@ def _per_seed(row: dict[str, Any], metric: str) -> dict[int, float]:
     return {seed: value * scale(metric) for seed, value in zip(row["seeds"], row[metric].values)}
 
 
-def _paired(rows: list[dict[str, Any]]) -> dict[int, tuple[dict[str, dict[int, float]], str | None]]:
-    """Each row's per-seed guarded values and what they are relative to: a target row's are its values minus
-    the float row's of the same training, seed by seed (its own values when the matrix has no float row)."""
+def _paired(rows: list[dict[str, Any]]) -> list[tuple[dict[str, dict[int, float]], str | None]]:
+    """Each row's per-seed guarded values and what they are relative to, in ``rows`` order: a target row's are
+    its values minus the float row's of the same training, seed by seed (its own when there is no float row)."""
     training = ("dataset", "backbone", "algorithm", "hparams", "env")
     floats = {tuple(r[k] for k in training): r for r in rows if r["target"] == PAIRED_WITH}
-    out = {}
+    out = []
     for row in rows:
         values = {m: _per_seed(row, m) for m in GUARDED}
         partner = floats.get(tuple(row[k] for k in training))
         if row["target"] == PAIRED_WITH or partner is None:
-            out[id(row)] = values, None
+            out.append((values, None))
             continue
         for metric in GUARDED:
             reference = _per_seed(partner, metric)
             values[metric] = {s: v - reference[s] for s, v in values[metric].items() if s in reference}
-        out[id(row)] = values, PAIRED_WITH
+        out.append((values, PAIRED_WITH))
     return out
 
 
@@ -114,9 +114,7 @@ def entries(store: Store, selections: Sequence[str]) -> list[dict[str, Any]]:
     out = []
     for selection in selections:
         rows = summarize(store, selection)
-        paired = _paired(rows)
-        for row in rows:
-            values, vs = paired[id(row)]
+        for row, (values, vs) in zip(rows, _paired(rows)):
             members = [cells[key] for key in row["candidates"]]  # every searched configuration: the search
             entry: dict[str, Any] = {k: row[k] for k in KEY}
             entry |= {
@@ -133,8 +131,9 @@ def entries(store: Store, selections: Sequence[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _samples(metric: dict[str, Any]) -> list[float]:
-    return [v for values in metric["samples"].values() for v in values]
+def _samples(samples: dict[str, list[float]]) -> list[float]:
+    """Every recorded value, all seeds and replicate runs."""
+    return [v for values in samples.values() for v in values]
 
 
 def _merge(runs: dict[Path, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -159,7 +158,7 @@ def _merge(runs: dict[Path, list[dict[str, Any]]]) -> list[dict[str, Any]]:
                 for seed, values in row["metrics"][metric]["samples"].items():
                     samples[seed] += values
             recorded = first | {"samples": dict(sorted(samples.items(), key=lambda kv: int(kv[0])))}
-            values = _samples(recorded)
+            values = _samples(recorded["samples"])
             recorded["mean"] = round(statistics.fmean(values), 4)
             recorded["std"] = round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
             entry["metrics"][metric] = recorded
@@ -217,8 +216,12 @@ def _kept_settings(baseline: Path) -> dict[str, float]:
     return {"floor_pp": data["floor_pp"], "confidence": data["confidence"]}
 
 
+def _is_confidence(value: Any) -> bool:
+    return _number(value, minimum=0.5) and value < 1.0
+
+
 def _confidence(value: float) -> float:
-    if not (finite_number(value) and 0.5 <= value < 1.0):
+    if not _is_confidence(value):
         raise UsageError(f"--confidence {value}: expected a probability in [0.5, 1)")
     return value
 
@@ -244,9 +247,8 @@ def load(path: Path) -> dict[str, Any]:
         raise _fail(path, "'selections'", f"is {rules!r} (allowed: a list of {', '.join(RULES)})")
     if not _number(data.get("floor_pp"), minimum=0.0):
         raise _fail(path, "'floor_pp'", f"is {data.get('floor_pp')!r}: must be a finite number >= 0")
-    confidence = data.get("confidence")
-    if not (_number(confidence, minimum=0.5) and confidence < 1):
-        raise _fail(path, "'confidence'", f"is {confidence!r}: must be a number in [0.5, 1)")
+    if not _is_confidence(data.get("confidence")):
+        raise _fail(path, "'confidence'", f"is {data.get('confidence')!r}: must be a number in [0.5, 1)")
     if not isinstance(data.get("entries"), list):
         raise _fail(path, "'entries'", "must be a list")
     for i, entry in enumerate(data["entries"]):
@@ -291,7 +293,7 @@ def half_width(samples: dict[str, list[float]], m: int, confidence: float, floor
     """
     from scipy.special import stdtrit  # the t quantile; scipy.stats would cost a second more to import
 
-    values = _samples({"samples": samples})
+    values = _samples(samples)
     n = len(samples)
     if n < 2:
         return floor
@@ -383,7 +385,7 @@ def _compare(base: dict[str, Any], now: dict[str, Any], floor: float, confidence
         if new is None or not new["samples"]:
             moves.append(Move(label, name, old["mean"], None, None, "missing", "metric not in the run"))
             continue
-        current = statistics.fmean(_samples(new))
+        current = statistics.fmean(_samples(new["samples"]))
         if reason:
             moves.append(Move(label, name, old["mean"], current, None, "not comparable", reason))
             continue

@@ -174,13 +174,13 @@ def test_a_target_row_is_guarded_as_its_difference_to_the_float_row_of_the_same_
     rows = [row("float", [0.20, 0.30]), row("memristor", [0.18, 0.31]), row("other", [0.5], seeds=(0,))]
     orphan = dict(row("memristor", [0.4, 0.4]), algorithm="irm")
     paired = _paired([*rows, orphan])
-    values, vs = paired[id(rows[1])]
+    values, vs = paired[1]
     assert vs == "float" and values["acc"] == pytest.approx({0: -2.0, 1: 1.0})
     assert values["worst_group_acc"] == pytest.approx({0: -1.0, 1: 0.5})
-    assert paired[id(rows[0])] == ({"acc": pytest.approx({0: 20.0, 1: 30.0}),
+    assert paired[0] == ({"acc": pytest.approx({0: 20.0, 1: 30.0}),
                                     "worst_group_acc": pytest.approx({0: 10.0, 1: 15.0})}, None)
-    assert paired[id(rows[2])][0]["acc"] == pytest.approx({0: 30.0})  # only the seeds the target has
-    assert paired[id(orphan)] == ({"acc": pytest.approx({0: 40.0, 1: 40.0}),
+    assert paired[2][0]["acc"] == pytest.approx({0: 30.0})  # only the seeds the target has
+    assert paired[3] == ({"acc": pytest.approx({0: 40.0, 1: 40.0}),
                                    "worst_group_acc": pytest.approx({0: 20.0, 1: 20.0})}, None)
 
 

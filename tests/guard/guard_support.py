@@ -19,7 +19,7 @@ from cli_support import FIRST_PARTY, subprocess_env
 from mutations import MUTATION_ENV
 
 import oodbench
-from oodbench.leaderboard import Move, check
+from oodbench.leaderboard import FAILING, Move, check
 from oodbench.plugins import LOAD_PLUGINS_ENV
 
 BASELINE = Path(oodbench.__file__).parent / "leaderboards" / "guard.json"
@@ -40,12 +40,13 @@ def write_site(root: Path) -> Path:
 class GuardRun:
     run_dir: Path
     returncode: int
+    run_text: str
     check_code: int
     check_text: str
     moves: list[Move]
 
     def failing(self) -> list[Move]:
-        return [m for m in self.moves if m.status in ("regressed", "improved", "missing")]
+        return [m for m in self.moves if m.status in FAILING]
 
 
 def run_guard(site: Path, out: Path, select: list[str], mutation: str | None, threads: int,
@@ -65,7 +66,8 @@ def run_guard(site: Path, out: Path, select: list[str], mutation: str | None, th
     checked = subprocess.run([*command, "leaderboard", "check", str(out), "--baseline", str(BASELINE), "--partial"],
                              env=env, capture_output=True, text=True)
     moves = check(out, BASELINE, partial=True).moves
-    return GuardRun(out, ran.returncode, checked.returncode, checked.stdout + checked.stderr, moves)
+    return GuardRun(out, ran.returncode, ran.stdout + ran.stderr, checked.returncode, checked.stdout + checked.stderr,
+                    moves)
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ def row_of(move: Move) -> tuple[str, str, str]:
 
 def assert_detected(case: Case, result: GuardRun) -> None:
     """The check exits 1, every broken row has a metric out of its interval, and no other row does."""
-    assert result.returncode == 0, result.check_text
+    print(result.check_text)  # pytest -rP shows each case's table: docs/reports.md's mutation table
+    assert result.returncode == 0, result.run_text
     assert result.check_code == 1, f"{case.mutation} went undetected:\n{result.check_text}"
     failing = {row_of(m) for m in result.failing()}
     assert failing == set(case.broken), result.check_text

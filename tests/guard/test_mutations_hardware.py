@@ -16,5 +16,6 @@ def test_broken_hardware_fails_the_guard(case, site, tmp_path):
 @pytest.mark.slow
 def test_the_unmutated_guard_on_two_threads_passes(site, tmp_path):
     result = run_guard(site, tmp_path / "run", [], None, threads=2, executor=["--executor", "local"])
-    assert result.returncode == 0, result.check_text
+    print(result.check_text)
+    assert result.returncode == 0, result.run_text
     assert result.check_code == 0 and not result.failing(), result.check_text
