@@ -12,7 +12,9 @@ is what the baseline allows. When the run's seeds are the baseline's and some
 were recorded in several replicate runs (other thread counts, executors), the
 run is compared with the recorded mean of the same seeds, within a t interval
 from the spread between replicates (``paired_half_width``): the same seed
-differs only by numerical noise. Otherwise it is a two-sided prediction
+differs only by numerical noise, on a machine whose kernels round as the
+baseline's did (the same ``oodbench.numerics`` fingerprint; on another, a
+chaotic row moves like a new seed). Otherwise it is a two-sided prediction
 interval for the mean of m new seeds from the n recorded,
 ``mean ± t(n-1) · s · sqrt(1/m + 1/n)`` (``half_width``). Both never narrower
 than a floor; docs/reports.md says why. A move out of it either way fails: a
@@ -44,8 +46,9 @@ from oodbench.report import IDENTITY, open_store, scale, summarize
 from oodbench.selection import RULES
 from oodbench.store import Store
 
-SCHEMA = 3
-"""3: every seed's value per replicate run, per guarded rule; two-sided prediction intervals (docs/reports.md)."""
+SCHEMA = 4
+"""4: every seed's value per replicate run, per guarded rule, and the numerics fingerprints of the machines that
+recorded them; two-sided prediction intervals (docs/reports.md)."""
 GUARDED = ("acc", "worst_group_acc")
 """Guarded metrics. ``gap`` is the ceiling minus ``acc`` on the same test set: guarding both would count one
 move twice."""
@@ -183,11 +186,12 @@ def update(run_dirs: Path | list[Path], baseline: Path, selection: str = "val", 
     floor_pp = kept["floor_pp"] if floor_pp is None else floor_pp
     confidence = kept["confidence"] if confidence is None else _confidence(confidence)
     run_dirs = [run_dirs] if isinstance(run_dirs, Path) else list(run_dirs)
-    runs, failed = {}, []
+    runs, failed, numerics = {}, [], set()
     for run_dir in run_dirs:
         with open_store(run_dir) as store:
             runs[run_dir] = entries(store, rules)
             failed += store.cells("failed")
+            numerics.add(_numerics(store))
             if run_dir == run_dirs[0]:
                 meta = store.meta()
     rows = _merge(runs)
@@ -196,7 +200,7 @@ def update(run_dirs: Path | list[Path], baseline: Path, selection: str = "val", 
     data = {"schema": SCHEMA, "selections": rules, "floor_pp": floor_pp, "confidence": confidence,
             "run": {k: meta.get(k) for k in ("argv", "created_at", "versions")} | {
                 "matrix": (meta.get("matrix") or {}).get("name")},
-            "replicates": [str(d) for d in run_dirs],
+            "replicates": [str(d) for d in run_dirs], "numerics": sorted(numerics - {None}),
             "entries": rows}
     baseline.parent.mkdir(parents=True, exist_ok=True)
     baseline.write_text(json.dumps(data, indent=1) + "\n")
@@ -204,6 +208,11 @@ def update(run_dirs: Path | list[Path], baseline: Path, selection: str = "val", 
     over = f" over {len(run_dirs)} replicate runs" if len(run_dirs) > 1 else ""
     return (f"wrote {baseline}: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'} under {', '.join(rules)}"
             f"{over}{note}")
+
+
+def _numerics(store: Store) -> str | None:
+    """The run's numerics fingerprint (``oodbench.numerics``); None for a run recorded before it existed."""
+    return (store.meta().get("versions") or {}).get("numerics")
 
 
 def _kept_settings(baseline: Path) -> dict[str, float]:
@@ -249,6 +258,9 @@ def load(path: Path) -> dict[str, Any]:
         raise _fail(path, "'floor_pp'", f"is {data.get('floor_pp')!r}: must be a finite number >= 0")
     if not _is_confidence(data.get("confidence")):
         raise _fail(path, "'confidence'", f"is {data.get('confidence')!r}: must be a number in [0.5, 1)")
+    numerics = data.get("numerics")
+    if not isinstance(numerics, list) or not all(isinstance(n, str) for n in numerics):
+        raise _fail(path, "'numerics'", f"is {numerics!r}: must be a list of fingerprints (strings)")
     if not isinstance(data.get("entries"), list):
         raise _fail(path, "'entries'", "must be a list")
     for i, entry in enumerate(data["entries"]):
@@ -374,10 +386,14 @@ def _metric_label(metric: str, recorded: dict[str, Any]) -> str:
     return f"{metric} - {recorded['vs']}" if recorded.get("vs") else metric
 
 
-def _compare(base: dict[str, Any], now: dict[str, Any], floor: float, confidence: float) -> list[Move]:
+def _compare(base: dict[str, Any], now: dict[str, Any], floor: float, confidence: float,
+             same_numerics: bool) -> list[Move]:
+    """``same_numerics``: the run's machine rounds as the baseline's did, so its seeds may be compared with the
+    same recorded seeds."""
     label, reason = _label(base), _incomparable(base, now)
     extra = sorted(set(now["seeds"]) - set(base["seeds"]))
-    note = f"seeds {extra} not in the baseline" if extra else ""
+    note = (f"seeds {extra} not in the baseline" if extra
+            else "" if same_numerics else "other CPU numerics: new-seed interval")
     moves = []
     for metric, old in base["metrics"].items():
         new = now["metrics"].get(metric)
@@ -390,7 +406,8 @@ def _compare(base: dict[str, Any], now: dict[str, Any], floor: float, confidence
             moves.append(Move(label, name, old["mean"], current, None, "not comparable", reason))
             continue
         seeds = list(new["samples"])
-        allowed = paired_half_width(old["samples"], seeds, confidence, floor) if not extra else None
+        paired = same_numerics and not extra
+        allowed = paired_half_width(old["samples"], seeds, confidence, floor) if paired else None
         if allowed is None:
             reference = old["mean"]
             allowed = half_width(old["samples"], len(seeds), confidence, floor)
@@ -421,13 +438,14 @@ def check(run_dir: Path, baseline: Path, floor_pp: float | None = None, partial:
     floor = data["floor_pp"] if floor_pp is None else floor_pp
     with open_store(run_dir) as store:
         current = {tuple(e[k] for k in KEY): e for e in _merge({run_dir: entries(store, data["selections"])})}
+        same_numerics = _numerics(store) in data["numerics"]
     moves: list[Move] = []
     seen = set()
     for base in data["entries"]:
         key = tuple(base[k] for k in KEY)
         seen.add(key)
         if key in current:
-            moves += _compare(base, current[key], floor, data["confidence"])
+            moves += _compare(base, current[key], floor, data["confidence"], same_numerics)
         elif not partial:
             moves += [Move(_label(base), _metric_label(m, v), v["mean"], None, None, "missing",
                            "not in the run (failed or not run)") for m, v in base["metrics"].items()]
@@ -441,7 +459,10 @@ def check(run_dir: Path, baseline: Path, floor_pp: float | None = None, partial:
     lines = [(f"leaderboard check of {run_dir} against {baseline} (selection {', '.join(data['selections'])}; "
               f"values in % and pp; baseline = the recorded mean over the run's seeds; allowed = the "
               f"{data['confidence']:.0%} interval from the spread between the baseline's replicate runs of those "
-              f"seeds (of its seeds when none was replicated or the run has others), at least {floor:g} pp)")]
+              f"seeds (of its seeds when none was replicated, the run has others or its machine's numerics differ from the "
+              f"baseline's), at least {floor:g} pp)")]
+    if not same_numerics:
+        lines.append("this machine's numerics fingerprint is not the baseline's: every row is compared as new seeds")
     if shown:
         lines += ["", tabulate(shown, headers=["entry", "metric", "baseline", "run", "change", "allowed", "status",
                                                "note"], disable_numparse=True)]

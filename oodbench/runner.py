@@ -21,6 +21,7 @@ from oodbench.errors import StorageError, UsageError
 from oodbench.data.mnist import load_mnist
 from oodbench.executors import make_executor
 from oodbench.matrix import Cell, Overrides, expand, load_matrix
+from oodbench.numerics import fingerprint
 from oodbench.plugins import PluginSet, get_plugins
 from oodbench.store import STORE_NAME, Store
 from oodbench.train import CellResult, Job, TrainingResult, checkpoint_path, file_sha256
@@ -183,7 +184,7 @@ def plan_jobs(store: Store, cells: list[Cell], run_dir: Path, options: RunOption
 
 def _versions() -> dict[str, str]:
     return {"oodbench": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform()}
+            "platform": platform.platform(), "numerics": fingerprint()}
 
 
 def _spec_hashes(plugins: PluginSet, cells: list[Cell]) -> dict[str, str | None]:

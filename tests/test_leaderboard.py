@@ -15,6 +15,7 @@ from oodbench.cli import main
 from oodbench.leaderboard import GUARDED, _paired, config_hash, half_width, load, paired_half_width
 from oodbench.report import Stat
 from oodbench.matrix import Overrides, expand, load_matrix
+from oodbench.numerics import fingerprint
 from oodbench.plugins import get_plugins
 
 COMMITTED = Path(oodbench.__file__).parent / "leaderboards" / "guard.json"
@@ -62,6 +63,7 @@ def test_update_records_each_seed_with_versions_and_hashes(recorded):
     _, baseline = recorded
     data = load(baseline)
     assert data["selections"] == ["val"] and data["floor_pp"] == 0.5 and data["confidence"] == 0.99
+    assert data["numerics"] == [fingerprint()]  # the run recorded this machine's, and update kept it
     (entry,) = data["entries"]
     assert (entry["dataset"], entry["algorithm"], entry["env"], entry["selection"], entry["seeds"]) == (
         "colored_mnist", "erm", "test", "val", [0, 1])
@@ -141,6 +143,26 @@ def test_seed_spread_widens_the_interval(recorded, tmp_path, capsys):
     spread = {"0": [mean + 1.0], "1": [mean + 5.0]}  # 3 pp above on average, 4 pp apart: t(1) is wide
     code, out = _check(capsys, run_dir, _edited(baseline, tmp_path, _set_samples("acc", spread)))
     assert code == 0 and "ok" in out, out
+
+
+@pytest.mark.slow
+def test_a_machine_with_other_numerics_is_judged_as_new_seeds(recorded, tmp_path, capsys):
+    """Seeds 4 pp apart, each recorded twice alike: on the baseline's numerics a 3 pp move of the same seeds
+    fails (no spread between replicates: the floor); on a machine that rounds differently it is a new draw."""
+    run_dir, baseline = recorded
+    mean = statistics.fmean(_values(run_dir, "acc").values())
+    spread = {"0": [mean + 1.0, mean + 1.0], "1": [mean + 5.0, mean + 5.0]}
+    same = _edited(baseline, tmp_path, _set_samples("acc", spread))
+    code, out = _check(capsys, run_dir, same)
+    assert code == 1 and "regressed" in out, out
+
+    def elsewhere(data):
+        _set_samples("acc", spread)(data)
+        data["numerics"] = ["0123456789abcdef"]
+
+    code, out = _check(capsys, run_dir, _edited(baseline, tmp_path, elsewhere))
+    assert code == 0, out
+    assert "numerics fingerprint is not the baseline's" in out
 
 
 def test_half_width_is_the_t_prediction_interval_of_a_mean():
@@ -263,12 +285,14 @@ def _bad(tmp_path, name, text):
 @pytest.mark.parametrize("name, text, patterns", [
     ("absent.json", None, ["absent.json", "no such file", "leaderboard update"]),
     ("broken.json", "{", ["broken.json", "not valid JSON"]),
-    ("schema.json", '{"schema": 7}', ["schema.json", "'schema'", "must be 3"]),
-    ("rule.json", '{"schema": 3, "selections": ["best"]}', ["rule.json", "'selections'", "val, oracle, oracle_epoch, last"]),
-    ("floor.json", '{"schema": 3, "selections": ["last"], "floor_pp": NaN}', ["floor.json", "'floor_pp'", "finite"]),
-    ("entry.json", '{"schema": 3, "selections": ["val"], "floor_pp": 2, "confidence": 0.99, "entries": [{"dataset": "x"}]}',
+    ("schema.json", '{"schema": 7}', ["schema.json", "'schema'", "must be 4"]),
+    ("rule.json", '{"schema": 4, "selections": ["best"]}', ["rule.json", "'selections'", "val, oracle, oracle_epoch, last"]),
+    ("floor.json", '{"schema": 4, "selections": ["last"], "floor_pp": NaN}', ["floor.json", "'floor_pp'", "finite"]),
+    ("numerics.json", '{"schema": 4, "selections": ["val"], "floor_pp": 2, "confidence": 0.99, "numerics": "x"}',
+     ["numerics.json", "'numerics'", "list of fingerprints"]),
+    ("entry.json", '{"schema": 4, "selections": ["val"], "floor_pp": 2, "confidence": 0.99, "numerics": [], "entries": [{"dataset": "x"}]}',
      ["entry.json", r"entries\[0\]", "expected: dataset, backbone"]),
-    ("samples.json", '{"schema": 3, "selections": ["val"], "floor_pp": 2, "confidence": 0.99, "entries": [{"dataset": "x", '
+    ("samples.json", '{"schema": 4, "selections": ["val"], "floor_pp": 2, "confidence": 0.99, "numerics": [], "entries": [{"dataset": "x", '
      '"backbone": "b", "algorithm": "a", "target": "t", "hparams": "", "env": "e", "selection": "val", "seeds": [0], '
      '"harness": "1", "plugins": {}, "spec_hash": "s", "config_hash": "c", "metrics": {"acc": {"better": "higher", '
      '"samples": {"0": []}}}}]}', ["samples.json", r"entries\[0\]\.metrics\.acc\.samples\.0", "non-empty list"]),
