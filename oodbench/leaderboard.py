@@ -191,9 +191,10 @@ def update(run_dirs: Path | list[Path], baseline: Path, selection: str = "val", 
         with open_store(run_dir) as store:
             runs[run_dir] = entries(store, rules)
             failed += store.cells("failed")
-            numerics.add(_numerics(store))
+            run_meta = store.meta()
+            numerics.add(_numerics(run_meta))
             if run_dir == run_dirs[0]:
-                meta = store.meta()
+                meta = run_meta
     rows = _merge(runs)
     if not rows:
         raise UsageError(f"{run_dirs[0]}: no finished cells to record in {baseline}")
@@ -210,9 +211,9 @@ def update(run_dirs: Path | list[Path], baseline: Path, selection: str = "val", 
             f"{over}{note}")
 
 
-def _numerics(store: Store) -> str | None:
-    """The run's numerics fingerprint (``oodbench.numerics``); None for a run recorded before it existed."""
-    return (store.meta().get("versions") or {}).get("numerics")
+def _numerics(meta: dict[str, Any]) -> str | None:
+    """The numerics fingerprint (``oodbench.numerics``) in a run's meta; None for a run recorded before it existed."""
+    return (meta.get("versions") or {}).get("numerics")
 
 
 def _kept_settings(baseline: Path) -> dict[str, float]:
@@ -438,7 +439,7 @@ def check(run_dir: Path, baseline: Path, floor_pp: float | None = None, partial:
     floor = data["floor_pp"] if floor_pp is None else floor_pp
     with open_store(run_dir) as store:
         current = {tuple(e[k] for k in KEY): e for e in _merge({run_dir: entries(store, data["selections"])})}
-        same_numerics = _numerics(store) in data["numerics"]
+        same_numerics = _numerics(store.meta()) in data["numerics"]
     moves: list[Move] = []
     seen = set()
     for base in data["entries"]:
@@ -459,8 +460,8 @@ def check(run_dir: Path, baseline: Path, floor_pp: float | None = None, partial:
     lines = [(f"leaderboard check of {run_dir} against {baseline} (selection {', '.join(data['selections'])}; "
               f"values in % and pp; baseline = the recorded mean over the run's seeds; allowed = the "
               f"{data['confidence']:.0%} interval from the spread between the baseline's replicate runs of those "
-              f"seeds (of its seeds when none was replicated, the run has others or its machine's numerics differ from the "
-              f"baseline's), at least {floor:g} pp)")]
+              f"seeds (of its seeds when none was replicated, the run has others or its machine's numerics "
+              f"differ from the baseline's), at least {floor:g} pp)")]
     if not same_numerics:
         lines.append("this machine's numerics fingerprint is not the baseline's: every row is compared as new seeds")
     if shown:

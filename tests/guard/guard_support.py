@@ -79,8 +79,8 @@ class Case:
     broken: frozenset[tuple[str, str, str]]
     """(backbone, algorithm, target) of every row the mutation breaks; the other rows it runs must pass."""
     known_gap: str = ""
-    """Why the guard does not see this mutation yet (docs/reports.md): the test is a strict xfail, so it
-    fails the day the guard starts seeing it and this note must go."""
+    """Why the guard did not see this mutation (docs/reports.md): the test is an xfail, not strict while its
+    detection against the re-recorded baseline is unmeasured; once it is seen, this note must go."""
 
     def param(self) -> object:
         marks = [pytest.mark.xfail(reason=self.known_gap)] if self.known_gap else []
