@@ -229,7 +229,7 @@ def cmd_leaderboard_check(args: argparse.Namespace) -> int:
 def cmd_leaderboard_update(args: argparse.Namespace) -> int:
     from oodbench.leaderboard import update
 
-    print(update(args.run_dir, args.baseline, args.selection, args.floor, args.confidence))
+    print(update(args.run_dir, args.baseline, args.selection, args.floor, args.confidence, args.add))
     return 0
 
 
@@ -358,6 +358,9 @@ def build_parser() -> Parser:
                         help=f"the rules the baseline guards, comma-separated (of {', '.join(RULES)}; default val)")
     update.add_argument("--confidence", type=float, metavar="P",
                         help="two-sided confidence of each interval (default: the baseline's, 0.99)")
+    update.add_argument("--add", action="store_true",
+                        help="keep the baseline's samples from other kinds of CPU (other numerics fingerprints) "
+                             "where the code and configuration are unchanged: record this kind beside them")
 
     data = sub.add_parser("data", help="fetch and look at data")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")

@@ -13,8 +13,10 @@ were recorded in several replicate runs (other thread counts, executors), the
 run is compared with the recorded mean of the same seeds, within a t interval
 from the spread between replicates (``paired_half_width``): the same seed
 differs only by numerical noise, on a machine whose kernels round as the
-baseline's did (the same ``oodbench.numerics`` fingerprint; on another, a
-chaotic row moves like a new seed). Otherwise it is a two-sided prediction
+recording machine's did. So the samples are kept per ``oodbench.numerics``
+fingerprint, and a run is paired with the samples of its own fingerprint (on
+a kind of CPU the baseline has not seen, a chaotic row moves like a new
+seed; ``update --add`` records another kind beside the others). Otherwise it is a two-sided prediction
 interval for the mean of m new seeds from the n recorded,
 ``mean ± t(n-1) · s · sqrt(1/m + 1/n)`` (``half_width``). Both never narrower
 than a floor; docs/reports.md says why. A move out of it either way fails: a
@@ -46,9 +48,9 @@ from oodbench.report import IDENTITY, open_store, scale, summarize
 from oodbench.selection import RULES
 from oodbench.store import Store
 
-SCHEMA = 4
-"""4: every seed's value per replicate run, per guarded rule, and the numerics fingerprints of the machines that
-recorded them; two-sided prediction intervals (docs/reports.md)."""
+SCHEMA = 5
+"""5: every seed's value per replicate run and per numerics fingerprint of the machine that recorded it, per
+guarded rule; two-sided prediction intervals (docs/reports.md)."""
 GUARDED = ("acc", "worst_group_acc")
 """Guarded metrics. ``gap`` is the ceiling minus ``acc`` on the same test set: guarding both would count one
 move twice."""
@@ -62,6 +64,8 @@ deterministic row) still allows for rounding and for a machine whose kernels sum
 SHOWN_PP = 0.05
 """Changes smaller than this (rounding) are not listed as moves."""
 FAILING = ("regressed", "improved", "missing")
+UNKNOWN_NUMERICS = "unknown"
+"""The fingerprint key of a run recorded before runs recorded one."""
 
 
 def _better(metric: str) -> str:
@@ -108,8 +112,10 @@ def _paired(rows: list[dict[str, Any]]) -> list[tuple[dict[str, dict[int, float]
 
 
 def entries(store: Store, selections: Sequence[str]) -> list[dict[str, Any]]:
-    """The baseline entries of one run: a row per rule with every seed's guarded values and comparability keys."""
+    """The baseline entries of one run: a row per rule with every seed's guarded values, under the run's numerics
+    fingerprint, and comparability keys."""
     meta = store.meta()
+    numerics = _numerics(meta)
     harness = meta.get("versions", {}).get("oodbench", "unknown")
     specs = meta.get("dataset_specs", {})
     cells = {c["key"]: c for c in store.cells("done")}
@@ -127,16 +133,33 @@ def entries(store: Store, selections: Sequence[str]) -> list[dict[str, Any]]:
                 "spec_hash": specs.get(row["dataset"]),
                 "config_hash": config_hash(c["hparams"] for c in members),
                 "metrics": {m: {"better": _better(m), "unit": "pp" if vs else "%", "vs": vs,
-                                "samples": {str(s): [round(v, 4)] for s, v in sorted(values[m].items())}}
+                                "samples": {numerics: {str(s): [round(v, 4)] for s, v in sorted(values[m].items())}}}
                             for m in GUARDED},
             }
             out.append(entry)
     return out
 
 
-def _samples(samples: dict[str, list[float]]) -> list[float]:
-    """Every recorded value, all seeds and replicate runs."""
-    return [v for values in samples.values() for v in values]
+Samples = dict[str, dict[str, list[float]]]
+"""A metric's recorded values: numerics fingerprint -> seed -> its value in every replicate run."""
+
+
+def _samples(samples: Samples) -> list[float]:
+    """Every recorded value: all fingerprints, seeds and replicate runs."""
+    return [v for by_seed in samples.values() for values in by_seed.values() for v in values]
+
+
+def _by_seed(samples: Samples) -> dict[str, list[float]]:
+    """Each seed's values on every kind of CPU: another kind's rounding moves a seed as a replicate run does."""
+    pooled: dict[str, list[float]] = defaultdict(list)
+    for by_seed in samples.values():
+        for seed, values in by_seed.items():
+            pooled[seed] += values
+    return dict(pooled)
+
+
+def _sorted(samples: Samples) -> Samples:
+    return {fp: dict(sorted(by_seed.items(), key=lambda kv: int(kv[0]))) for fp, by_seed in sorted(samples.items())}
 
 
 def _merge(runs: dict[Path, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -156,17 +179,50 @@ def _merge(runs: dict[Path, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         entry = {k: v for k, v in base.items() if k != "metrics"} | {"runs": len(members), "metrics": {}}
         entry["seeds"] = sorted({s for _, row in members for s in row["seeds"]})
         for metric, first in base["metrics"].items():
-            samples: dict[str, list[float]] = defaultdict(list)
+            samples: Samples = defaultdict(lambda: defaultdict(list))
             for _, row in members:
-                for seed, values in row["metrics"][metric]["samples"].items():
-                    samples[seed] += values
-            recorded = first | {"samples": dict(sorted(samples.items(), key=lambda kv: int(kv[0])))}
-            values = _samples(recorded["samples"])
-            recorded["mean"] = round(statistics.fmean(values), 4)
-            recorded["std"] = round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
-            entry["metrics"][metric] = recorded
+                for fp, by_seed in row["metrics"][metric]["samples"].items():
+                    for seed, values in by_seed.items():
+                        samples[fp][seed] += values
+            entry["metrics"][metric] = _summarized(first, samples)
         out.append(entry)
     return out
+
+
+def _summarized(recorded: dict[str, Any], samples: Samples) -> dict[str, Any]:
+    """``recorded`` with ``samples`` and their mean and std over every value."""
+    values = _samples(samples)
+    return recorded | {"samples": _sorted(samples), "mean": round(statistics.fmean(values), 4),
+                       "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
+
+
+def _added(rows: list[dict[str, Any]], baseline: Path, rules: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """``rows`` beside what ``baseline`` recorded on other kinds of CPU (the new runs' kind must not be there): an
+    entry's samples are kept where the entry is comparable (same versions, data and configuration), entries the
+    new runs lack are kept whole. Also the baseline's replicate runs."""
+    data = load(baseline)
+    if data["selections"] != rules:
+        raise UsageError(f"{baseline}: 'selections' is {data['selections']} but --selection is {','.join(rules)} "
+                         f"(--add keeps the baseline's rules)")
+    fresh = {fp for row in rows for recorded in row["metrics"].values() for fp in recorded["samples"]}
+    again = sorted(fresh & set(data["numerics"]))
+    if again:
+        raise UsageError(f"{baseline}: already holds numerics fingerprint {', '.join(again)} (--add records another "
+                         f"kind of CPU; a plain update re-records)")
+    old = {tuple(e[k] for k in KEY): e for e in data["entries"]}
+    out = []
+    for row in rows:
+        before = old.pop(tuple(row[k] for k in KEY), None)
+        if before is None or _incomparable(before, row):
+            out.append(row)
+            continue
+        for metric, recorded in row["metrics"].items():
+            kept = {fp: s for fp, s in before["metrics"][metric]["samples"].items() if fp not in recorded["samples"]}
+            row["metrics"][metric] = _summarized(recorded, kept | recorded["samples"])
+        row["seeds"] = sorted(set(row["seeds"]) | set(before["seeds"]))
+        row["runs"] += before["runs"]
+        out.append(row)
+    return out + list(old.values()), data["replicates"]
 
 
 def _rules(text: str) -> list[str]:
@@ -178,30 +234,35 @@ def _rules(text: str) -> list[str]:
 
 
 def update(run_dirs: Path | list[Path], baseline: Path, selection: str = "val", floor_pp: float | None = None,
-           confidence: float | None = None) -> str:
+           confidence: float | None = None, add: bool = False) -> str:
     """Rewrite ``baseline`` from a run, or from replicate runs of one matrix (``_merge``), under each rule of
-    the comma list ``selection``; the floor and confidence of an existing baseline are kept unless given."""
+    the comma list ``selection``; the floor and confidence of an existing baseline are kept unless given.
+
+    ``add``: keep what the baseline recorded on other kinds of CPU (``_added``), to record this kind beside
+    them without a change to the code; after an intended change a plain update starts afresh, since samples
+    of the old code on another machine would fail a correct run there.
+    """
     rules = _rules(selection)
     kept = _kept_settings(baseline)
     floor_pp = kept["floor_pp"] if floor_pp is None else floor_pp
     confidence = kept["confidence"] if confidence is None else _confidence(confidence)
     run_dirs = [run_dirs] if isinstance(run_dirs, Path) else list(run_dirs)
-    runs, failed, numerics = {}, [], set()
+    runs, failed = {}, []
     for run_dir in run_dirs:
         with open_store(run_dir) as store:
             runs[run_dir] = entries(store, rules)
             failed += store.cells("failed")
-            run_meta = store.meta()
-            numerics.add(_numerics(run_meta))
             if run_dir == run_dirs[0]:
-                meta = run_meta
+                meta = store.meta()
     rows = _merge(runs)
     if not rows:
         raise UsageError(f"{run_dirs[0]}: no finished cells to record in {baseline}")
+    rows, replicates = _added(rows, baseline, rules) if add else (rows, [])
+    numerics = {fp for row in rows for recorded in row["metrics"].values() for fp in recorded["samples"]}
     data = {"schema": SCHEMA, "selections": rules, "floor_pp": floor_pp, "confidence": confidence,
             "run": {k: meta.get(k) for k in ("argv", "created_at", "versions")} | {
                 "matrix": (meta.get("matrix") or {}).get("name")},
-            "replicates": [str(d) for d in run_dirs], "numerics": sorted(numerics - {None}),
+            "replicates": replicates + [str(d) for d in run_dirs], "numerics": sorted(numerics),
             "entries": rows}
     baseline.parent.mkdir(parents=True, exist_ok=True)
     baseline.write_text(json.dumps(data, indent=1) + "\n")
@@ -211,9 +272,10 @@ def update(run_dirs: Path | list[Path], baseline: Path, selection: str = "val", 
             f"{over}{note}")
 
 
-def _numerics(meta: dict[str, Any]) -> str | None:
-    """The numerics fingerprint (``oodbench.numerics``) in a run's meta; None for a run recorded before it existed."""
-    return (meta.get("versions") or {}).get("numerics")
+def _numerics(meta: dict[str, Any]) -> str:
+    """The numerics fingerprint (``oodbench.numerics``) in a run's meta; ``UNKNOWN_NUMERICS`` for a run recorded
+    before runs recorded one."""
+    return (meta.get("versions") or {}).get("numerics") or UNKNOWN_NUMERICS
 
 
 def _kept_settings(baseline: Path) -> dict[str, float]:
@@ -262,6 +324,8 @@ def load(path: Path) -> dict[str, Any]:
     numerics = data.get("numerics")
     if not isinstance(numerics, list) or not all(isinstance(n, str) for n in numerics):
         raise _fail(path, "'numerics'", f"is {numerics!r}: must be a list of fingerprints (strings)")
+    if not isinstance(data.get("replicates"), list):
+        raise _fail(path, "'replicates'", "must be a list of run directories")
     if not isinstance(data.get("entries"), list):
         raise _fail(path, "'entries'", "must be a list")
     for i, entry in enumerate(data["entries"]):
@@ -287,12 +351,14 @@ def _check_entry(path: Path, where: str, entry: Any, rules: list[str]) -> None:
         if metric not in GUARDED:
             raise _fail(path, f"{where}.metrics.{metric}", f"is not guarded (allowed: {', '.join(GUARDED)})")
         samples = values.get("samples") if isinstance(values, dict) else None
-        if not isinstance(samples, dict) or not samples:
-            raise _fail(path, f"{where}.metrics.{metric}.samples", "must map each seed to its values")
-        for seed, recorded in samples.items():
-            if not isinstance(recorded, list) or not recorded or not all(_number(v) for v in recorded):
-                raise _fail(path, f"{where}.metrics.{metric}.samples.{seed}",
-                            f"is {recorded!r}: must be a non-empty list of finite numbers")
+        if not isinstance(samples, dict) or not samples or not all(isinstance(v, dict) and v for v in samples.values()):
+            raise _fail(path, f"{where}.metrics.{metric}.samples",
+                        "must map each numerics fingerprint to a table of seed -> values")
+        for fp, by_seed in samples.items():
+            for seed, recorded in by_seed.items():
+                if not isinstance(recorded, list) or not recorded or not all(_number(v) for v in recorded):
+                    raise _fail(path, f"{where}.metrics.{metric}.samples.{fp}.{seed}",
+                                f"is {recorded!r}: must be a non-empty list of finite numbers")
         if values.get("better") != _better(metric):
             raise _fail(path, f"{where}.metrics.{metric}.better", f"must be {_better(metric)!r} for {metric}")
 
@@ -300,13 +366,14 @@ def _check_entry(path: Path, where: str, entry: Any, rules: list[str]) -> None:
 def half_width(samples: dict[str, list[float]], m: int, confidence: float, floor: float) -> float:
     """Half-width of the two-sided prediction interval for the mean of ``m`` new trials on new seeds.
 
-    n is the number of recorded seeds (the independent draws: a seed's
-    replicate runs differ only by numerical noise, so they add spread, not
-    degrees of freedom); s the sample std of every recorded value.
+    ``samples`` maps each seed to its values (``_by_seed``). n is the number
+    of recorded seeds (the independent draws: a seed's replicate runs and
+    its runs on other kinds of CPU add spread, not degrees of freedom); s the
+    sample std of every recorded value.
     """
     from scipy.special import stdtrit  # the t quantile; scipy.stats would cost a second more to import
 
-    values = _samples(samples)
+    values = [v for recorded in samples.values() for v in recorded]
     n = len(samples)
     if n < 2:
         return floor
@@ -318,8 +385,9 @@ def paired_half_width(samples: dict[str, list[float]], seeds: Sequence[str], con
                       floor: float) -> float | None:
     """Half-width for a run of ``seeds`` the baseline recorded, from the spread between its replicate runs.
 
-    The same seed on the same code differs between runs only by numerical
-    noise (thread count, executor, CPU kernels); its variance is pooled over
+    ``samples``: seed -> values on the run's kind of CPU. The same seed on the
+    same code differs between runs there only by numerical noise (thread
+    count, executor); its variance is pooled over
     the seeds the baseline has in several runs, with their replicates minus
     one as degrees of freedom. The run's mean minus the baseline's mean over
     the same seeds then has variance s_w^2 (1 + 1/R) / m for m seeds of R
@@ -388,13 +456,11 @@ def _metric_label(metric: str, recorded: dict[str, Any]) -> str:
 
 
 def _compare(base: dict[str, Any], now: dict[str, Any], floor: float, confidence: float,
-             same_numerics: bool) -> list[Move]:
-    """``same_numerics``: the run's machine rounds as the baseline's did, so its seeds may be compared with the
-    same recorded seeds."""
+             numerics: str) -> list[Move]:
+    """``numerics``: the run's fingerprint. Where the baseline has samples of it, the machine rounds as theirs
+    did and the run's seeds are compared with the same seeds recorded there; elsewhere with new seeds."""
     label, reason = _label(base), _incomparable(base, now)
     extra = sorted(set(now["seeds"]) - set(base["seeds"]))
-    note = (f"seeds {extra} not in the baseline" if extra
-            else "" if same_numerics else "other CPU numerics: new-seed interval")
     moves = []
     for metric, old in base["metrics"].items():
         new = now["metrics"].get(metric)
@@ -406,14 +472,17 @@ def _compare(base: dict[str, Any], now: dict[str, Any], floor: float, confidence
         if reason:
             moves.append(Move(label, name, old["mean"], current, None, "not comparable", reason))
             continue
-        seeds = list(new["samples"])
-        paired = same_numerics and not extra
-        allowed = paired_half_width(old["samples"], seeds, confidence, floor) if paired else None
+        seeds = list(_by_seed(new["samples"]))
+        own = old["samples"].get(numerics, {})
+        paired = not extra and set(seeds) <= set(own)
+        allowed = paired_half_width(own, seeds, confidence, floor) if paired else None
+        note = (f"seeds {extra} not in the baseline" if extra
+                else "" if own else "other CPU numerics: new-seed interval")
         if allowed is None:
             reference = old["mean"]
-            allowed = half_width(old["samples"], len(seeds), confidence, floor)
+            allowed = half_width(_by_seed(old["samples"]), len(seeds), confidence, floor)
         else:  # the same seeds: compare with their own recorded mean
-            reference = statistics.fmean(statistics.fmean(old["samples"][s]) for s in seeds)
+            reference = statistics.fmean(statistics.fmean(own[s]) for s in seeds)
         gain = (current - reference) * (1 if old["better"] == "higher" else -1)
         status = "regressed" if gain < -allowed else "improved" if gain > allowed else "ok"
         moves.append(Move(label, name, reference, current, allowed, status, note))
@@ -439,14 +508,14 @@ def check(run_dir: Path, baseline: Path, floor_pp: float | None = None, partial:
     floor = data["floor_pp"] if floor_pp is None else floor_pp
     with open_store(run_dir) as store:
         current = {tuple(e[k] for k in KEY): e for e in _merge({run_dir: entries(store, data["selections"])})}
-        same_numerics = _numerics(store.meta()) in data["numerics"]
+        numerics = _numerics(store.meta())
     moves: list[Move] = []
     seen = set()
     for base in data["entries"]:
         key = tuple(base[k] for k in KEY)
         seen.add(key)
         if key in current:
-            moves += _compare(base, current[key], floor, data["confidence"], same_numerics)
+            moves += _compare(base, current[key], floor, data["confidence"], numerics)
         elif not partial:
             moves += [Move(_label(base), _metric_label(m, v), v["mean"], None, None, "missing",
                            "not in the run (failed or not run)") for m, v in base["metrics"].items()]
@@ -462,8 +531,9 @@ def check(run_dir: Path, baseline: Path, floor_pp: float | None = None, partial:
               f"{data['confidence']:.0%} interval from the spread between the baseline's replicate runs of those "
               f"seeds (of its seeds when none was replicated, the run has others or its machine's numerics "
               f"differ from the baseline's), at least {floor:g} pp)")]
-    if not same_numerics:
-        lines.append("this machine's numerics fingerprint is not the baseline's: every row is compared as new seeds")
+    if numerics not in data["numerics"]:
+        lines.append(f"this machine's numerics fingerprint {numerics} is not among the baseline's "
+                     f"({', '.join(data['numerics']) or 'none'}): every row is compared as new seeds")
     if shown:
         lines += ["", tabulate(shown, headers=["entry", "metric", "baseline", "run", "change", "allowed", "status",
                                                "note"], disable_numparse=True)]

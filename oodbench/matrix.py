@@ -52,8 +52,9 @@ TRAINING_LIMITS: dict[str, tuple[float, float, str]] = {
                                    "validation, half ID test) and of every test environment (the oracles' part)"),
     "train_eval_size": (0, float("inf"), "0 (all) or more"),
 }
-TOP_LEVEL_KEYS = ("name", "description", "requires", *AXES, "seeds", "training", "hparams", "search", "include",
-                  "exclude")
+TOP_LEVEL_KEYS = ("name", "description", "requires", *AXES, "seeds", "threads", "training", "hparams", "search",
+                  "include", "exclude")
+MAX_THREADS = 1024
 SEARCH_KEYS = ("n_hparams", "trials")
 SEARCHED = ("algorithms", "backbones")
 """Components whose declared search spaces random search draws from; targets are deployments, not training."""
@@ -74,6 +75,10 @@ class Matrix:
     algorithms: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=lambda: ["float"])
     seeds: list[int] = field(default_factory=lambda: [0])
+    threads: int | None = None
+    """torch threads of every training, whatever the executor gives a worker: where a regression guard needs runs
+    that are bit-identical on one kind of CPU (docs/reports.md), since kernels sum in another order on another
+    thread count. None: the executor's share of the cores."""
     training: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
     search: dict[str, int] = field(default_factory=dict)
@@ -81,8 +86,8 @@ class Matrix:
     exclude: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("name", "source", "description", "requires", *AXES, "seeds", "training",
-                                                "hparams", "search", "include", "exclude")}
+        return {k: getattr(self, k) for k in ("name", "source", "description", "requires", *AXES, "seeds", "threads",
+                                                "training", "hparams", "search", "include", "exclude")}
 
 
 @dataclass
@@ -248,6 +253,12 @@ def parse_matrix(data: dict[str, Any], source: str, default_name: str = "matrix"
             setattr(matrix, key, _names(data[key], source, key))
     if "seeds" in data:
         matrix.seeds = _seeds(data["seeds"], f"{source}: field 'seeds'")
+    if "threads" in data:
+        threads = data["threads"]
+        if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+            raise UsageError(f"{source}: field 'threads' is {threads!r} (allowed: an integer in [1, {MAX_THREADS}], "
+                             f"the torch threads of every training)")
+        matrix.threads = threads
     training = data.get("training", {})
     if not isinstance(training, dict):
         raise UsageError(f"{source}: field 'training' must be a table")

@@ -156,7 +156,8 @@ def _reusable(store: Store, job: Job) -> dict[str, int] | None:
     return selected
 
 
-def plan_jobs(store: Store, cells: list[Cell], run_dir: Path, options: RunOptions) -> list[Job]:
+def plan_jobs(store: Store, cells: list[Cell], run_dir: Path, options: RunOptions,
+              threads: int | None = None) -> list[Job]:
     """Cells still to do, grouped so each trained network serves every target of its cell.
 
     A finished training that must be retrained (its checkpoints are gone or
@@ -174,10 +175,10 @@ def plan_jobs(store: Store, cells: list[Cell], run_dir: Path, options: RunOption
     jobs = []
     data_dir = str(options.data_dir) if options.data_dir else None
     for key, group in todo.items():
-        job = Job.from_cells(group, run_dir, options.device, data_dir)
+        job = Job.from_cells(group, run_dir, options.device, data_dir, threads=threads)
         job.reuse_epochs = _reusable(store, job)
         if job.reuse_epochs is None and len(by_training[key]) > len(group):
-            job = Job.from_cells(by_training[key], run_dir, options.device, data_dir)
+            job = Job.from_cells(by_training[key], run_dir, options.device, data_dir, threads=threads)
         jobs.append(job)
     return jobs
 
@@ -270,9 +271,10 @@ def _start(store: Store, options: RunOptions, matrix, plugins: PluginSet, cells:
 
 
 def _execute(store: Store, cells: list[Cell], by_key: dict[str, Cell], plugins: PluginSet, run_dir: Path,
-             options: RunOptions, executor) -> tuple[Counter, list[dict]]:
-    """Dispatch the jobs still to do and store each result the moment it comes back."""
-    jobs = plan_jobs(store, cells, run_dir, options)
+             options: RunOptions, executor, threads: int | None) -> tuple[Counter, list[dict]]:
+    """Dispatch the jobs still to do (each on the matrix's ``threads``) and store each result the moment it
+    comes back."""
+    jobs = plan_jobs(store, cells, run_dir, options, threads)
     progress = TqdmProgress(sum(len(j.cells) for j in jobs), len(jobs))
 
     def on_result(result: TrainingResult | CellResult) -> None:
@@ -342,7 +344,7 @@ def run_matrix(options: RunOptions) -> RunSummary:
         with RunLock(run_dir), Store.in_dir(run_dir) as store:
             _start(store, options, matrix, plugins, cells, exists)
             planned = True
-            counts, failed = _execute(store, cells, by_key, plugins, run_dir, options, executor)
+            counts, failed = _execute(store, cells, by_key, plugins, run_dir, options, executor, matrix.threads)
     except BaseException:
         if created and not planned:  # nothing recorded: leave no directory that refuses the corrected command
             shutil.rmtree(run_dir, ignore_errors=True)

@@ -62,17 +62,19 @@ class Job:
     device: str = "cpu"
     data_dir: str | None = None
     reuse_epochs: dict[str, int] | None = None
+    threads: int | None = None
+    """The matrix's ``threads``: this job's torch threads, whatever its worker was given."""
 
     @classmethod
     def from_cells(cls, cells: Sequence[Cell], run_dir: Path, device: str = "cpu", data_dir: str | None = None,
-                   reuse_epochs: dict[str, int] | None = None) -> Job:
+                   reuse_epochs: dict[str, int] | None = None, threads: int | None = None) -> Job:
         first = cells[0]
         return cls(training_key=first.training_key, dataset=first.dataset, backbone=first.backbone,
                    algorithm=first.algorithm, seed=first.seed, training=first.training,
                    algorithm_hparams=first.algorithm_hparams, backbone_hparams=first.backbone_hparams,
                    cells=[TargetCell(c.key, c.target, c.target_hparams) for c in cells],
                    checkpoint_dir=str(run_dir / "checkpoints" / first.training_key), device=device,
-                   data_dir=data_dir, reuse_epochs=reuse_epochs)
+                   data_dir=data_dir, reuse_epochs=reuse_epochs, threads=threads)
 
 
 @dataclass
@@ -320,7 +322,17 @@ def _traceback_text(exc: BaseException) -> str:
 
 
 def run_job(job: Job, emit: Emit, on_epoch: EpochCallback | None = None) -> None:
-    """Train (or reload) once, then deploy to every target; every outcome is emitted, nothing raised."""
+    """Train (or reload) once, then deploy to every target, on ``job.threads`` torch threads where the matrix
+    pins them; every outcome is emitted, nothing raised."""
+    given = torch.get_num_threads()
+    torch.set_num_threads(job.threads or given)
+    try:
+        _run_job(job, emit, on_epoch)
+    finally:
+        torch.set_num_threads(given)
+
+
+def _run_job(job: Job, emit: Emit, on_epoch: EpochCallback | None) -> None:
     torch.manual_seed(job.seed)
     device = torch.device(job.device)
     try:

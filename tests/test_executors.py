@@ -72,3 +72,27 @@ def test_address_needs_the_ray_executor():
         make_executor("process", 2, "auto")
     with pytest.raises(UsageError, match="allowed: local, process, ray"):
         make_executor("dask")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("declared, expected", [("threads = 1\n", 1), ("", 2)])
+def test_a_matrix_pins_the_torch_threads_of_every_training(small, tmp_path, monkeypatch, declared, expected):
+    """A matrix's ``threads`` holds for each training whatever torch was given (here 2 threads, the local
+    executor's share), and the given count comes back after; without it the training keeps what it was given."""
+    import torch
+
+    from oodbench import train
+
+    seen = []
+    original = train._run_job
+    monkeypatch.setattr(train, "_run_job", lambda *a: (seen.append(torch.get_num_threads()), original(*a)))
+    matrix = tmp_path / "pinned.toml"
+    matrix.write_text(f'{declared}datasets = ["{small}"]\nbackbones = ["mlp"]\nalgorithms = ["erm"]\n'
+                      f'seeds = [0, 1]\n[training]\nepochs = 1\nbatch_size = 64\n')
+    given = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["run", "--matrix", str(matrix), "--out", str(tmp_path / "run")]) == 0
+        assert seen == [expected, expected] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(given)

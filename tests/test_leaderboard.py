@@ -72,15 +72,32 @@ def test_update_records_each_seed_with_versions_and_hashes(recorded):
     assert entry["plugins"]["algorithm"] == f"oodbench {__version__}"
     assert set(entry["metrics"]) == set(GUARDED) == {"acc", "worst_group_acc"}  # gap is acc seen from 75 %
     acc = entry["metrics"]["acc"]
-    assert acc["better"] == "higher" and acc["vs"] is None and set(acc["samples"]) == {"0", "1"}
-    assert all(0 < v[0] < 50 for v in acc["samples"].values())  # ERM follows the color
+    assert acc["better"] == "higher" and acc["vs"] is None and list(acc["samples"]) == [fingerprint()]
+    by_seed = acc["samples"][fingerprint()]
+    assert set(by_seed) == {"0", "1"} and all(0 < v[0] < 50 for v in by_seed.values())  # ERM follows the color
 
 
-def _set_samples(metric, samples):
+OTHER_CPU = "feedfacefeedface"
+"""A numerics fingerprint no machine has."""
+
+
+def _set_samples(metric, samples, numerics=None):
+    """The first entry's ``metric`` recorded as ``samples`` (seed -> values) under ``numerics`` (default: the
+    baseline's own fingerprint, this machine's), replacing every other kind of CPU's."""
     def edit(data):
-        data["entries"][0]["metrics"][metric]["samples"] = samples
+        fp = numerics or data["numerics"][0]
+        data["entries"][0]["metrics"][metric]["samples"] = {fp: samples}
         data["entries"][0]["metrics"][metric]["mean"] = statistics.fmean(v for s in samples.values() for v in s)
+        data["numerics"] = sorted({fp, *data["numerics"]}) if numerics else data["numerics"]
     return edit
+
+
+def _other_cpu(run_dir, tmp_path, name="other-cpu"):
+    """A copy of the run as if recorded on another kind of CPU: its meta carries another fingerprint."""
+    copy = tmp_path / name
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    _sql(copy, f"UPDATE meta SET value = json_set(value, '$.numerics', '{OTHER_CPU}') WHERE key = 'versions'")
+    return copy
 
 
 def _agreeing(now, shift=0.0):
@@ -96,7 +113,8 @@ def _values(run_dir, metric):
 
     with Store.in_dir(run_dir, readonly=True) as store:
         (entry,) = entries(store, ["val"])
-    return {int(s): v[0] for s, v in entry["metrics"][metric]["samples"].items()}
+    (by_seed,) = entry["metrics"][metric]["samples"].values()
+    return {int(s): v[0] for s, v in by_seed.items()}
 
 
 @pytest.mark.slow
@@ -157,12 +175,63 @@ def test_a_machine_with_other_numerics_is_judged_as_new_seeds(recorded, tmp_path
     assert code == 1 and "regressed" in out, out
 
     def elsewhere(data):
-        _set_samples("acc", spread)(data)
-        data["numerics"] = ["0123456789abcdef"]
+        _set_samples("acc", spread, OTHER_CPU)(data)
+        data["numerics"] = [OTHER_CPU]
 
     code, out = _check(capsys, run_dir, _edited(baseline, tmp_path, elsewhere))
     assert code == 0, out
-    assert "numerics fingerprint is not the baseline's" in out
+    assert f"numerics fingerprint {fingerprint()} is not among the baseline's ({OTHER_CPU})" in out
+    assert "other CPU numerics: new-seed interval" in out
+
+
+@pytest.mark.slow
+def test_each_kind_of_cpu_is_paired_with_its_own_samples(recorded, tmp_path, capsys):
+    """``update --add`` records another kind of CPU beside this one; a run of either is compared with the same
+    seeds recorded on its own kind, so a 3 pp move fails on both although the two kinds' values differ by 10."""
+    run_dir, _ = recorded
+    other = _other_cpu(run_dir, tmp_path)
+    _sql(other, "UPDATE results SET acc = acc + 0.10 WHERE split = 'test' AND checkpoint = 'best_val'")
+    replicates = {run: _copy(run, tmp_path / f"replicate-{run.name}") for run in (run_dir, other)}
+    both = tmp_path / "both.json"  # each kind recorded twice alike: no noise between replicates, the floor decides
+    assert main(["leaderboard", "update", str(run_dir), str(replicates[run_dir]), "--baseline", str(both)]) == 0
+    assert main(["leaderboard", "update", str(other), str(replicates[other]), "--baseline", str(both), "--add"]) == 0
+    data = load(both)
+    assert data["numerics"] == sorted([fingerprint(), OTHER_CPU]) and len(data["replicates"]) == 4
+    (entry,) = data["entries"]
+    acc = entry["metrics"]["acc"]["samples"]
+    now = _values(run_dir, "acc")
+    assert {int(s): v for s, v in acc[OTHER_CPU].items()} == {
+        s: [pytest.approx(v + 10.0, abs=1e-3)] * 2 for s, v in now.items()}
+    assert {int(s): v for s, v in acc[fingerprint()].items()} == {s: [v, v] for s, v in now.items()}
+    assert entry["runs"] == 4
+    assert _check(capsys, run_dir, both)[0] == 0 and _check(capsys, other, both)[0] == 0
+    for run in (run_dir, other):
+        moved = _copy(run, tmp_path / run.name)
+        _sql(moved, "UPDATE results SET acc = acc - 0.03 WHERE split = 'test' AND checkpoint = 'best_val'")
+        code, out = _check(capsys, moved, both)
+        assert code == 1 and "regressed" in out, out
+    # a plain update starts afresh: the other kind's samples are gone
+    assert main(["leaderboard", "update", str(run_dir), "--baseline", str(both)]) == 0
+    assert load(both)["numerics"] == [fingerprint()]
+
+
+@pytest.mark.slow
+def test_add_drops_what_the_code_or_configuration_no_longer_matches(recorded, tmp_path, capsys):
+    run_dir, baseline = recorded
+    other = _other_cpu(run_dir, tmp_path)
+    _sql(other, "UPDATE plugins SET version = '9.9.9' WHERE kind = 'algorithm'")
+    added = tmp_path / "added.json"
+    shutil.copy(baseline, added)
+    assert main(["leaderboard", "update", str(other), "--baseline", str(added), "--add"]) == 0
+    (entry,) = load(added)["entries"]
+    assert list(entry["metrics"]["acc"]["samples"]) == [OTHER_CPU] and entry["plugins"]["algorithm"].endswith("9.9.9")
+    capsys.readouterr()
+    assert main(["leaderboard", "update", str(run_dir), "--baseline", str(added), "--add", "--selection", "last"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "'selections'" in err and "--add keeps" in err
+    assert main(["leaderboard", "update", str(other), "--baseline", str(added), "--add"]) == 2  # its kind is there
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and f"already holds numerics fingerprint {OTHER_CPU}" in err
 
 
 def test_half_width_is_the_t_prediction_interval_of_a_mean():
@@ -255,9 +324,9 @@ def test_replicate_runs_record_every_seed_side_by_side(recorded, tmp_path, capsy
     assert "over 2 replicate runs" in capsys.readouterr().out
     (entry,) = load(merged)["entries"]
     now = _values(run_dir, "acc")
-    acc = entry["metrics"]["acc"]
+    (acc,) = entry["metrics"]["acc"]["samples"].values()
     assert entry["runs"] == 2 and entry["seeds"] == [0, 1]
-    assert {int(s): v for s, v in acc["samples"].items()} == {
+    assert {int(s): v for s, v in acc.items()} == {
         s: [pytest.approx(v, abs=1e-3), pytest.approx(v - 3.0, abs=1e-3)] for s, v in now.items()}
     assert _check(capsys, low, merged)[0] == 0 and _check(capsys, run_dir, merged)[0] == 0
     agree = _edited(merged, tmp_path, _set_samples("acc", _agreeing(now)))
@@ -285,17 +354,21 @@ def _bad(tmp_path, name, text):
 @pytest.mark.parametrize("name, text, patterns", [
     ("absent.json", None, ["absent.json", "no such file", "leaderboard update"]),
     ("broken.json", "{", ["broken.json", "not valid JSON"]),
-    ("schema.json", '{"schema": 7}', ["schema.json", "'schema'", "must be 4"]),
-    ("rule.json", '{"schema": 4, "selections": ["best"]}', ["rule.json", "'selections'", "val, oracle, oracle_epoch, last"]),
-    ("floor.json", '{"schema": 4, "selections": ["last"], "floor_pp": NaN}', ["floor.json", "'floor_pp'", "finite"]),
-    ("numerics.json", '{"schema": 4, "selections": ["val"], "floor_pp": 2, "confidence": 0.99, "numerics": "x"}',
+    ("schema.json", '{"schema": 7}', ["schema.json", "'schema'", "must be 5"]),
+    ("rule.json", '{"schema": 5, "selections": ["best"]}', ["rule.json", "'selections'", "val, oracle, oracle_epoch, last"]),
+    ("floor.json", '{"schema": 5, "selections": ["last"], "floor_pp": NaN}', ["floor.json", "'floor_pp'", "finite"]),
+    ("numerics.json", '{"schema": 5, "selections": ["val"], "floor_pp": 2, "confidence": 0.99, "numerics": "x"}',
      ["numerics.json", "'numerics'", "list of fingerprints"]),
-    ("entry.json", '{"schema": 4, "selections": ["val"], "floor_pp": 2, "confidence": 0.99, "numerics": [], "entries": [{"dataset": "x"}]}',
+    ("entry.json", '{"schema": 5, "selections": ["val"], "floor_pp": 2, "confidence": 0.99, "numerics": [], "replicates": [], "entries": [{"dataset": "x"}]}',
      ["entry.json", r"entries\[0\]", "expected: dataset, backbone"]),
-    ("samples.json", '{"schema": 4, "selections": ["val"], "floor_pp": 2, "confidence": 0.99, "numerics": [], "entries": [{"dataset": "x", '
+    ("samples.json", '{"schema": 5, "selections": ["val"], "floor_pp": 2, "confidence": 0.99, "numerics": [], "replicates": [], "entries": [{"dataset": "x", '
      '"backbone": "b", "algorithm": "a", "target": "t", "hparams": "", "env": "e", "selection": "val", "seeds": [0], '
      '"harness": "1", "plugins": {}, "spec_hash": "s", "config_hash": "c", "metrics": {"acc": {"better": "higher", '
-     '"samples": {"0": []}}}}]}', ["samples.json", r"entries\[0\]\.metrics\.acc\.samples\.0", "non-empty list"]),
+     '"samples": {"f": {"0": []}}}}}]}', ["samples.json", r"entries\[0\]\.metrics\.acc\.samples\.f\.0", "non-empty list"]),
+    ("flat.json", '{"schema": 5, "selections": ["val"], "floor_pp": 2, "confidence": 0.99, "numerics": [], "replicates": [], "entries": [{"dataset": "x", '
+     '"backbone": "b", "algorithm": "a", "target": "t", "hparams": "", "env": "e", "selection": "val", "seeds": [0], '
+     '"harness": "1", "plugins": {}, "spec_hash": "s", "config_hash": "c", "metrics": {"acc": {"better": "higher", '
+     '"samples": {"0": [1.0]}}}}]}', ["flat.json", r"entries\[0\]\.metrics\.acc\.samples", "each numerics fingerprint"]),
 ])
 def test_bad_baselines_exit_2_with_one_line(tmp_path, capsys, name, text, patterns):
     import re

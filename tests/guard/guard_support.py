@@ -51,8 +51,9 @@ class GuardRun:
 
 def run_guard(site: Path, out: Path, select: list[str], mutation: str | None, threads: int,
               executor: list[str] | None = None) -> GuardRun:
-    """``oodbench run --matrix guard SELECT`` under ``mutation`` (None: the methods as shipped) with ``threads``
-    torch threads, then ``oodbench leaderboard check --partial`` of it against the committed baseline."""
+    """``oodbench run --matrix guard SELECT`` under ``mutation`` (None: the methods as shipped) with
+    ``OMP_NUM_THREADS=threads`` (the matrix's own ``threads`` decides what each training uses), then
+    ``oodbench leaderboard check --partial`` of it against the committed baseline."""
     env = subprocess_env()
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(HERE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env[LOAD_PLUGINS_ENV] = f"{FIRST_PARTY},{DIST}"
@@ -78,13 +79,9 @@ class Case:
     select: tuple[str, ...]
     broken: frozenset[tuple[str, str, str]]
     """(backbone, algorithm, target) of every row the mutation breaks; the other rows it runs must pass."""
-    known_gap: str = ""
-    """Why the guard did not see this mutation (docs/reports.md): the test is an xfail, not strict while its
-    detection against the re-recorded baseline is unmeasured; once it is seen, this note must go."""
 
     def param(self) -> object:
-        marks = [pytest.mark.xfail(reason=self.known_gap)] if self.known_gap else []
-        return pytest.param(self, marks=marks, id=self.mutation)
+        return pytest.param(self, id=self.mutation)
 
 
 def algorithm_case(name: str) -> Case:
@@ -93,10 +90,7 @@ def algorithm_case(name: str) -> Case:
 
 HARDWARE_CASES = (
     Case("rsc", ("-b", "cnn", "-a", "rsc"), frozenset({("cnn", "rsc", "float")})),
-    Case("rsc_plus", ("-b", "cnn", "-a", "rsc_plus"), frozenset({("cnn", "rsc_plus", "float")}),
-         known_gap="improved RSC's instance norms make the same seed differ by up to 7.8 pp between 1 and 2 "
-                   "threads (3.8 on the AVX-512 baseline), so its interval can be wider than the mutation's move "
-                   "(+3.3 / +6.0 on the earlier machine); not strict until measured against the new baseline"),
+    Case("rsc_plus", ("-b", "cnn", "-a", "rsc_plus"), frozenset({("cnn", "rsc_plus", "float")})),
     Case("snn", ("-b", "snn", "-a", "erm"), frozenset({("snn", "erm", "float")})),
     Case("memristor", ("-b", "mlp", "-a", "erm", "-t", "float", "-t", "memristor"),
          frozenset({("mlp", "erm", "memristor")})),

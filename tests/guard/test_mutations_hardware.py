@@ -1,7 +1,7 @@
 """Mutation proof of the leaderboard guard, backbones and targets (issue 18): RSC's masks, the SNN's spikes and
 the crossbars' mapping and non-idealities removed at run time each fail ``oodbench leaderboard check`` on the
-rows they reach; the whole ``guard`` matrix unmutated, on two torch threads in one process (the baseline was
-recorded on one thread per pool worker as well), passes it."""
+rows they reach; the whole ``guard`` matrix unmutated, in one process given two torch threads (the matrix's
+``threads = 1`` must hold there as in the baseline's pool workers and Ray tasks), passes it."""
 
 import pytest
 from guard_support import HARDWARE_CASES, assert_detected, run_guard
