@@ -130,12 +130,13 @@ COMMITTED = Path(oodbench.__file__).parent / "leaderboards" / "guard.json"
 ])
 def test_a_baseline_with_nan_or_infinite_samples_is_refused(tmp_path, value, problem):
     data = json.loads(COMMITTED.read_text())
-    samples = data["entries"][0]["metrics"]["acc"]["samples"]
+    fp, samples = next(iter(data["entries"][0]["metrics"]["acc"]["samples"].items()))
     seed = next(iter(samples))
     samples[seed] = [value]
     path = tmp_path / "baseline.json"
     path.write_text(json.dumps(data))  # json writes NaN and Infinity, and reads them back
-    with pytest.raises(UsageError, match=rf"entries\[0\]\.metrics\.acc\.samples\.{seed} is .*{problem}") as caught:
+    where = rf"entries\[0\]\.metrics\.acc\.samples\.{fp}\.{seed}"
+    with pytest.raises(UsageError, match=rf"{where} is .*{problem}") as caught:
         load(path)
     assert "\n" not in str(caught.value)
 

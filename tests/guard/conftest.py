@@ -16,10 +16,10 @@ def site(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def same_numerics_as_the_baseline():
     """The proofs compare mutated seeds with the same recorded seeds, which holds only where the kernels round as
-    on the machine that recorded the baseline (oodbench.numerics); elsewhere the check falls back to new-seed
+    on a machine of a kind the baseline recorded (oodbench.numerics); elsewhere the check falls back to new-seed
     intervals, too wide to see most mutations, so the proof cannot be made there and says so."""
     here, recorded = fingerprint(), load(BASELINE)["numerics"]
     if here not in recorded:
-        pytest.skip(f"this machine's numerics fingerprint {here} is not the baseline's {recorded}: re-record "
-                    f"oodbench/leaderboards/guard.json on this kind of CPU to prove the mutations here "
-                    f"(docs/reports.md)")
+        pytest.skip(f"this machine's numerics fingerprint {here} is not among the baseline's {recorded}: record "
+                    f"this kind of CPU beside them (leaderboard update ... --add, docs/reports.md) to prove the "
+                    f"mutations here")
