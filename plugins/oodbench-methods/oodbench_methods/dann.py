@@ -8,14 +8,6 @@ the featurizer drop whatever gives the domain away: the color. ``envs``
 (DomainBed's): no source domain; the label head learns from the training
 environments' labelled images and the domain head tells the training
 environments apart, so the featurizer drops whatever differs between them.
-
-``condition = "label"`` aligns each class separately (CDAN's multilinear
-conditioning, Long et al. 2018, with the true labels): the domain head sees
-the features in the block of the image's class, so it must tell source from
-target among digits of one class, and the featurizer must make a colored
-digit of class c look like a grayscale digit of class c. Matching marginals
-leaves open which color goes with which class; matching class-conditionals
-does not.
 """
 
 from __future__ import annotations
@@ -32,7 +24,6 @@ from oodbench.api import Algorithm, Batch, IntRange, LogUniform, SingleModel, po
 
 SOURCE, TARGET = 0, 1
 DOMAINS = ("source", "envs")
-CONDITIONS = ("none", "label")
 
 
 class GradientReversal(torch.autograd.Function):
@@ -70,17 +61,12 @@ class DANN(Algorithm):
     cross-entropy over the pooled batch. Training progress p for the reversal
     schedule is ``steps / anneal_steps`` (capped at 1), since an algorithm does
     not know the run's total steps; the default 1400 is ten epochs of
-    ColoredMNIST at batch 128 per environment. ``condition = "label"`` feeds
-    the domain head the features times each image's one-hot label, so the
-    training environments' labels are used (to pick the class block only;
-    the label head still learns from the source alone in ``source`` mode).
-    Other defaults: Adam at 1e-3 (the report's), a one-hidden-layer domain
-    head as wide as the features, no conditioning.
+    ColoredMNIST at batch 128 per environment. Other defaults: Adam at 1e-3
+    (the report's), a one-hidden-layer domain head as wide as the features.
     """
 
     name = "dann"
-    defaults = {"lr": 1e-3, "weight_decay": 0.0, "anneal_steps": 1400, "lambda_domain": 1.0, "domains": "source",
-                "condition": "none"}
+    defaults = {"lr": 1e-3, "weight_decay": 0.0, "anneal_steps": 1400, "lambda_domain": 1.0, "domains": "source"}
     # anneal_steps is not DomainBed's (its DANN has no schedule): searched over ~0.7 to ~70 epochs at batch 128
     search_space = {**SingleModel.search_space,
                     "anneal_steps": IntRange(100, 10_000, log=True, limits=(1, 10 ** 7)),
@@ -95,16 +81,13 @@ class DANN(Algorithm):
         super().__init__(backbone_factory, task, hparams)
         if self.hparams["domains"] not in DOMAINS:
             raise ValueError(f"dann: domains {self.hparams['domains']!r} not in {DOMAINS}")
-        if self.hparams["condition"] not in CONDITIONS:
-            raise ValueError(f"dann: condition {self.hparams['condition']!r} not in {CONDITIONS}")
         if self.hparams["domains"] == "envs" and task.num_envs < 2:
             raise ValueError(f"dann: domains='envs' needs at least two training environments; "
                              f"{task.dataset} has {task.num_envs}")
         self.model = backbone_factory()
         width = self.model.n_features
         classes = task.num_envs if self.hparams["domains"] == "envs" else 2
-        blocks = task.num_classes if self.hparams["condition"] == "label" else 1
-        self.domain_head = nn.Sequential(nn.Linear(width * blocks, width), nn.ReLU(), nn.Linear(width, classes))
+        self.domain_head = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, classes))
         self.optimizer = torch.optim.Adam([*self.model.parameters(), *self.domain_head.parameters()],
                                           lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
@@ -118,8 +101,7 @@ class DANN(Algorithm):
         features = self.model.featurizer(torch.cat([source.x, target.x]))
         n_source = len(source.y)
         classification = F.cross_entropy(self.model.classifier(features[:n_source]), source.y)
-        domain_logits = self.domain_head(self.conditioned(reverse_gradient(features, alpha),
-                                                          torch.cat([source.y, target.y])))
+        domain_logits = self.domain_head(reverse_gradient(features, alpha))
         domain = (F.cross_entropy(domain_logits[:n_source], torch.full_like(source.y, SOURCE))
                   + F.cross_entropy(domain_logits[n_source:], torch.full_like(target.y, TARGET)))
         return classification, domain
@@ -129,17 +111,8 @@ class DANN(Algorithm):
         batch = pooled(batches[:self.task.num_envs])
         features = self.model.featurizer(batch.x)
         classification = F.cross_entropy(self.model.classifier(features), batch.y)
-        domain = F.cross_entropy(self.domain_head(self.conditioned(reverse_gradient(features, alpha), batch.y)),
-                                 batch.env)
+        domain = F.cross_entropy(self.domain_head(reverse_gradient(features, alpha)), batch.env)
         return classification, domain
-
-    def conditioned(self, features: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The domain head's input: the features, or with ``condition = "label"`` the features in the block of
-        each image's class (the outer product with its one-hot label), zeros in the others."""
-        if self.hparams["condition"] == "none":
-            return features
-        one_hot = F.one_hot(y, self.task.num_classes).to(features.dtype)
-        return (features[:, :, None] * one_hot[:, None, :]).flatten(1)
 
     def update(self, batches: Sequence[Batch]) -> dict[str, float]:
         alpha = reversal_strength(min(int(self.steps) / self.hparams["anneal_steps"], 1.0))

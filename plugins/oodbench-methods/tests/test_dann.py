@@ -135,19 +135,3 @@ def test_reversed_gradient_keeps_the_domain_head_from_telling_environments_apart
     assert reversed_label < 0.1 and plain_label < 0.1
     assert plain_domain < 0.3
     assert reversed_domain > 0.3 and reversed_domain > 2 * plain_domain
-
-
-def test_label_conditioning_puts_the_features_in_their_class_block_and_uses_the_target_labels():
-    torch.manual_seed(0)
-    algo = DANN(TinyConv, task(sources=("source",)), dict(DANN.defaults, anneal_steps=4, condition="label"))
-    features = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
-    assert torch.equal(algo.conditioned(features, torch.tensor([0, 1])),
-                       torch.tensor([[1.0, 0.0, 2.0, 0.0], [0.0, 3.0, 0.0, 4.0]]))
-    plain = DANN(TinyConv, task(sources=("source",)), dict(DANN.defaults, anneal_steps=4, condition="label"))
-    flipped = DANN(TinyConv, task(sources=("source",)), dict(DANN.defaults, anneal_steps=4, condition="label"))
-    plain.load_state_dict(algo.state_dict())
-    flipped.load_state_dict(algo.state_dict())
-    # unlike the unconditioned form, the target's labels now change the domain loss (which block a digit joins)
-    assert plain.update(_batches())["domain"] != flipped.update(_batches(target_labels_flipped=True))["domain"]
-    with pytest.raises(ValueError, match="condition"):
-        DANN(TinyConv, task(sources=("source",)), dict(DANN.defaults, condition="class"))
