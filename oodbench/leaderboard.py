@@ -158,6 +158,11 @@ def _by_seed(samples: Samples) -> dict[str, list[float]]:
     return dict(pooled)
 
 
+def _fingerprints(rows: list[dict[str, Any]]) -> set[str]:
+    """The numerics fingerprints that entries' samples were recorded under."""
+    return {fp for row in rows for recorded in row["metrics"].values() for fp in recorded["samples"]}
+
+
 def _sorted(samples: Samples) -> Samples:
     return {fp: dict(sorted(by_seed.items(), key=lambda kv: int(kv[0]))) for fp, by_seed in sorted(samples.items())}
 
@@ -204,8 +209,7 @@ def _added(rows: list[dict[str, Any]], baseline: Path, rules: list[str]) -> tupl
     if data["selections"] != rules:
         raise UsageError(f"{baseline}: 'selections' is {data['selections']} but --selection is {','.join(rules)} "
                          f"(--add keeps the baseline's rules)")
-    fresh = {fp for row in rows for recorded in row["metrics"].values() for fp in recorded["samples"]}
-    again = sorted(fresh & set(data["numerics"]))
+    again = sorted(_fingerprints(rows) & set(data["numerics"]))
     if again:
         raise UsageError(f"{baseline}: already holds numerics fingerprint {', '.join(again)} (--add records another "
                          f"kind of CPU; a plain update re-records)")
@@ -258,11 +262,10 @@ def update(run_dirs: Path | list[Path], baseline: Path, selection: str = "val", 
     if not rows:
         raise UsageError(f"{run_dirs[0]}: no finished cells to record in {baseline}")
     rows, replicates = _added(rows, baseline, rules) if add else (rows, [])
-    numerics = {fp for row in rows for recorded in row["metrics"].values() for fp in recorded["samples"]}
     data = {"schema": SCHEMA, "selections": rules, "floor_pp": floor_pp, "confidence": confidence,
             "run": {k: meta.get(k) for k in ("argv", "created_at", "versions")} | {
                 "matrix": (meta.get("matrix") or {}).get("name")},
-            "replicates": replicates + [str(d) for d in run_dirs], "numerics": sorted(numerics),
+            "replicates": replicates + [str(d) for d in run_dirs], "numerics": sorted(_fingerprints(rows)),
             "entries": rows}
     baseline.parent.mkdir(parents=True, exist_ok=True)
     baseline.write_text(json.dumps(data, indent=1) + "\n")

@@ -83,19 +83,18 @@ OTHER_CPU = "feedfacefeedface"
 
 def _set_samples(metric, samples, numerics=None):
     """The first entry's ``metric`` recorded as ``samples`` (seed -> values) under ``numerics`` (default: the
-    baseline's own fingerprint, this machine's), replacing every other kind of CPU's."""
+    baseline's own fingerprint, this machine's), replacing every other kind of CPU's; the baseline's list of
+    fingerprints is the caller's to change."""
     def edit(data):
         fp = numerics or data["numerics"][0]
         data["entries"][0]["metrics"][metric]["samples"] = {fp: samples}
         data["entries"][0]["metrics"][metric]["mean"] = statistics.fmean(v for s in samples.values() for v in s)
-        data["numerics"] = sorted({fp, *data["numerics"]}) if numerics else data["numerics"]
     return edit
 
 
-def _other_cpu(run_dir, tmp_path, name="other-cpu"):
+def _other_cpu(run_dir, tmp_path):
     """A copy of the run as if recorded on another kind of CPU: its meta carries another fingerprint."""
-    copy = tmp_path / name
-    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    copy = _copy(run_dir, tmp_path / "other-cpu")
     _sql(copy, f"UPDATE meta SET value = json_set(value, '$.numerics', '{OTHER_CPU}') WHERE key = 'versions'")
     return copy
 
