@@ -13,15 +13,15 @@ from typing import Any, Callable, ClassVar, Protocol, Sequence, runtime_checkabl
 import torch
 from torch import nn
 
-from oodbench.distributions import Bounded, Choice, Distribution, IntRange, LogUniform, Uniform
+from oodbench.distributions import Bounded, Choice, Distribution, IntRange, LogUniform, OneOf, Uniform
 
 __all__ = ["ROLES", "METADATA", "Environment", "make_groups", "Batch", "Task", "BackboneFactory", "Algorithm",
            "Backbone", "backbone_problem", "SingleModel", "pooled", "attribute_prior", "Dataset", "Target",
-           "SearchSpace", "Distribution", "LogUniform", "Uniform", "IntRange", "Choice", "Bounded"]
+           "SearchSpace", "Distribution", "LogUniform", "Uniform", "IntRange", "Choice", "Bounded", "OneOf"]
 
 SearchSpace = dict[str, Distribution]
 """Per hyperparameter (a key of ``defaults``), the distribution random search draws it from; the declared
-range is also what a value set by hand must lie in (``Bounded``: checked, never searched). Keys left out are
+range is also what a value set by hand must lie in (``Bounded`` and ``OneOf``: checked, never searched). Keys left out are
 neither searched nor range-checked."""
 
 ROLES = ("train", "val", "test", "source")

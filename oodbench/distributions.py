@@ -156,6 +156,29 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class OneOf:
+    """Not searched (every configuration keeps the default), but a value set by hand must be one of these:
+    a mode switch, whose change makes another variant of the method rather than another configuration."""
+
+    values: tuple[Any, ...]
+    searched = False
+
+    def __init__(self, *values: Any) -> None:
+        if not values:
+            raise ValueError("OneOf needs at least one value")
+        object.__setattr__(self, "values", tuple(values))
+
+    def sample(self, rng: random.Random) -> Any:
+        raise TypeError("OneOf hyperparameters are not searched")
+
+    def contains(self, value: Any) -> bool:
+        return any(value == v and type(value) is type(v) for v in self.values)
+
+    def describe(self) -> str:
+        return "fixed, one of " + ", ".join(repr(v) for v in self.values)
+
+
+@dataclass(frozen=True)
 class Bounded:
     """Not searched (every configuration keeps the default), but a value set by hand must lie in [low, high]:
     widths and depths of a backbone, whose change makes another network rather than another configuration."""

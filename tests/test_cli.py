@@ -231,6 +231,8 @@ CASES = {
                             (r"--set mlp\.hidden", r"outside the declared range")),
     "mlp-depth-negative": Case(("run", "-b", "mlp", "--set", "mlp.depth=-1"),
                                (r"--set mlp\.depth", r"outside the declared range")),
+    "mode-not-an-option": Case(("run", "-a", "dann", "--set", 'dann.condition="cdan"'),
+                               (r"--set dann\.condition", r"'cdan'", r"one of 'none', 'prediction', 'label'")),
     "exclude-misspelt": Case(("run", "--matrix", "{dir}/exclude.toml"),
                              (r"exclude\.toml", r"exclude\[0\]\.algorithm", r"'ermm'", r"did you mean 'erm'\?")),
     "data-dir-missing": Case(("run", "--data-dir", "/nonexistent"),

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from oodbench.api import Bounded, Choice, IntRange, LogUniform, SingleModel, Uniform
+from oodbench.api import Bounded, Choice, IntRange, LogUniform, OneOf, SingleModel, Uniform
 from oodbench.errors import UsageError
 from oodbench.matrix import Overrides, expand, parse_matrix
 from oodbench.plugins import get_plugins
@@ -38,6 +38,9 @@ def test_limits_widen_what_may_be_set_but_not_what_is_drawn():
     assert lr.contains(1e-2) and not lr.contains(2.0)
     assert all(1e-4 <= lr.sample(random.Random(i)) <= 1e-3 for i in range(100))
     assert not Bounded(1, 64).searched and Bounded(1, 64).contains(1) and not Bounded(1, 64).contains(0)
+    mode = OneOf("none", "label")
+    assert not mode.searched and mode.contains("label") and not mode.contains("cdan") and not mode.contains(0)
+    assert not OneOf(0, 1).contains(True) and not OneOf(0, 1).contains(1.0)
     with pytest.raises(ValueError, match="enclosing"):
         LogUniform(1e-4, 1e-3, limits=(1e-3, 1.0))
     with pytest.raises(ValueError, match="0 < low < high"):

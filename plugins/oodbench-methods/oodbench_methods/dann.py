@@ -8,6 +8,15 @@ the featurizer drop whatever gives the domain away: the color. ``envs``
 (DomainBed's): no source domain; the label head learns from the training
 environments' labelled images and the domain head tells the training
 environments apart, so the featurizer drops whatever differs between them.
+
+``domain_layer`` moves the reversal down the featurizer: the domain head then
+sees the output of its first k modules, and where that is a feature map it
+judges every location on its own, so a colored stroke must look like a gray
+one already in the low-level filters. ``condition = "prediction"`` is CDAN's
+multilinear conditioning (Long et al. 2018): the domain head sees the features
+times the label head's own (detached) class probabilities, so each predicted
+class is aligned on its own and no class can be matched to the other's; ``"label"`` uses the true labels instead,
+the target's included (an ablation: the report's DANN never sees them).
 """
 
 from __future__ import annotations
@@ -20,10 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from oodbench import hookimpl
-from oodbench.api import Algorithm, Batch, IntRange, LogUniform, SingleModel, pooled
+from oodbench.api import Algorithm, Batch, Bounded, IntRange, LogUniform, OneOf, SingleModel, pooled
 
 SOURCE, TARGET = 0, 1
 DOMAINS = ("source", "envs")
+CONDITIONS = ("none", "prediction", "label")
 
 
 class GradientReversal(torch.autograd.Function):
@@ -49,6 +59,22 @@ def reversal_strength(progress: float) -> float:
     return 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
 
 
+def domain_head(shape: torch.Size, classes: int) -> nn.Module:
+    """A one-hidden-layer classifier as wide as its input: an MLP on a vector, 1x1 convolutions on a feature map."""
+    width = shape[0]
+    if len(shape) == 1:
+        return nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, classes))
+    return nn.Sequential(nn.Conv2d(width, width, 1), nn.ReLU(), nn.Conv2d(width, classes, 1))
+
+
+def domain_loss(logits: torch.Tensor, domain: int | torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the domain head, over the batch and, for a feature map, over its locations."""
+    labels = torch.as_tensor(domain, device=logits.device).expand(logits.shape[0])
+    if logits.dim() > 2:
+        labels = labels.view(-1, *[1] * (logits.dim() - 2)).expand(logits.shape[0], *logits.shape[2:])
+    return F.cross_entropy(logits, labels)
+
+
 class DANN(Algorithm):
     """Label cross-entropy + lambda_domain * domain cross-entropy behind gradient reversal.
 
@@ -66,11 +92,13 @@ class DANN(Algorithm):
     """
 
     name = "dann"
-    defaults = {"lr": 1e-3, "weight_decay": 0.0, "anneal_steps": 1400, "lambda_domain": 1.0, "domains": "source"}
+    defaults = {"lr": 1e-3, "weight_decay": 0.0, "anneal_steps": 1400, "lambda_domain": 1.0, "domains": "source",
+                "domain_layer": 0, "condition": "none"}
     # anneal_steps is not DomainBed's (its DANN has no schedule): searched over ~0.7 to ~70 epochs at batch 128
     search_space = {**SingleModel.search_space,
                     "anneal_steps": IntRange(100, 10_000, log=True, limits=(1, 10 ** 7)),
-                    "lambda_domain": LogUniform(1e-2, 1e2, limits=(0.0, 1e4))}
+                    "lambda_domain": LogUniform(1e-2, 1e2, limits=(0.0, 1e4)),
+                    "domains": OneOf(*DOMAINS), "condition": OneOf(*CONDITIONS), "domain_layer": Bounded(0, 1024)}
     requires = frozenset({"source"})
 
     @classmethod
@@ -85,12 +113,48 @@ class DANN(Algorithm):
             raise ValueError(f"dann: domains='envs' needs at least two training environments; "
                              f"{task.dataset} has {task.num_envs}")
         self.model = backbone_factory()
-        width = self.model.n_features
         classes = task.num_envs if self.hparams["domains"] == "envs" else 2
-        self.domain_head = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, classes))
+        low, _ = self._split(self.model.featurizer, self.hparams["domain_layer"])
+        with torch.no_grad():
+            shape = low(torch.zeros(1, *task.input_shape)).shape[1:]
+        if self.hparams["condition"] not in CONDITIONS:
+            raise ValueError(f"dann: condition {self.hparams['condition']!r} not in {CONDITIONS}")
+        if self.hparams["condition"] != "none":
+            shape = torch.Size([shape[0] * task.num_classes, *shape[1:]])
+        self.domain_head = domain_head(shape, classes)
         self.optimizer = torch.optim.Adam([*self.model.parameters(), *self.domain_head.parameters()],
                                           lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    @staticmethod
+    def _split(featurizer: nn.Module, layer: int) -> tuple[nn.Module, nn.Module]:
+        """The featurizer's part before the reversal and the part after it (identity where the head sees the features)."""
+        if layer == 0:
+            return featurizer, nn.Identity()
+        if not isinstance(featurizer, nn.Sequential) or not 0 < layer < len(featurizer):
+            size = len(featurizer) if isinstance(featurizer, nn.Sequential) else None
+            raise ValueError(f"dann: domain_layer {layer} needs a featurizer that is an nn.Sequential of more than "
+                             f"{layer} modules" + (f"; this one has {size} (allowed 0..{size - 1})" if size else ""))
+        return featurizer[:layer], featurizer[layer:]
+
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the domain head's input is made from and the label head's features."""
+        below, above = self._split(self.model.featurizer, self.hparams["domain_layer"])
+        low = below(x)
+        return low, above(low)
+
+    def _domain_logits(self, low: torch.Tensor, features: torch.Tensor, y: torch.Tensor,
+                       alpha: float) -> torch.Tensor:
+        """The domain head on the reversed features, times the class probabilities where conditioned."""
+        reversed_low = reverse_gradient(low, alpha)
+        if self.hparams["condition"] != "none":
+            if self.hparams["condition"] == "label":
+                probs = F.one_hot(y, self.task.num_classes).to(low.dtype)
+            else:
+                probs = F.softmax(self.model.classifier(features), dim=1).detach()
+            probs = probs.view(*probs.shape, *[1] * (low.dim() - 1))
+            reversed_low = (probs * reversed_low.unsqueeze(1)).flatten(1, 2)
+        return self.domain_head(reversed_low)
 
     def source_losses(self, batches: Sequence[Batch], alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Classification on the source, domain loss of source vs the training environments' images."""
@@ -98,20 +162,19 @@ class DANN(Algorithm):
             raise ValueError("dann: update got no source minibatch; the dataset must provide a 'source' environment "
                              "(or set domains='envs')")
         target, source = pooled(batches[:self.task.num_envs]), pooled(batches[self.task.num_envs:])
-        features = self.model.featurizer(torch.cat([source.x, target.x]))
+        low, features = self._features(torch.cat([source.x, target.x]))
         n_source = len(source.y)
         classification = F.cross_entropy(self.model.classifier(features[:n_source]), source.y)
-        domain_logits = self.domain_head(reverse_gradient(features, alpha))
-        domain = (F.cross_entropy(domain_logits[:n_source], torch.full_like(source.y, SOURCE))
-                  + F.cross_entropy(domain_logits[n_source:], torch.full_like(target.y, TARGET)))
+        domain_logits = self._domain_logits(low, features, torch.cat([source.y, target.y]), alpha)
+        domain = (domain_loss(domain_logits[:n_source], SOURCE) + domain_loss(domain_logits[n_source:], TARGET))
         return classification, domain
 
     def env_losses(self, batches: Sequence[Batch], alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Classification on the training environments, domain loss of telling them apart."""
         batch = pooled(batches[:self.task.num_envs])
-        features = self.model.featurizer(batch.x)
+        low, features = self._features(batch.x)
         classification = F.cross_entropy(self.model.classifier(features), batch.y)
-        domain = F.cross_entropy(self.domain_head(reverse_gradient(features, alpha)), batch.env)
+        domain = domain_loss(self._domain_logits(low, features, batch.y, alpha), batch.env)
         return classification, domain
 
     def update(self, batches: Sequence[Batch]) -> dict[str, float]:

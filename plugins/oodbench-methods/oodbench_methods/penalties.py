@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from oodbench.api import Batch, IntRange, LogUniform, SingleModel
+from oodbench.api import Batch, IntRange, LogUniform, OneOf, SingleModel
 
 SCHEDULES = ("step", "grow")
 ESTIMATES = ("halves", "full")
@@ -74,7 +74,8 @@ class AnnealedPenalty(SingleModel):
     buffer, so a checkpoint carries it.
     """
 
-    search_space = {**SingleModel.search_space, "penalty_weight": PENALTY_WEIGHT, "anneal_steps": ANNEAL_STEPS}
+    search_space = {**SingleModel.search_space, "penalty_weight": PENALTY_WEIGHT, "anneal_steps": ANNEAL_STEPS,
+                    "schedule": OneOf(*SCHEDULES), "penalty_estimate": OneOf(*ESTIMATES)}
 
     def __init__(self, backbone_factory, task, hparams: dict[str, Any]) -> None:
         super().__init__(backbone_factory, task, hparams)

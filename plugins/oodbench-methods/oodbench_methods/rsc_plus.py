@@ -4,6 +4,8 @@ Per-sample normalisation wipes each image's global style statistics; the
 fixed edge branch hands the network shape evidence that no color carries;
 and muting channels and positions together (channels weighted more) keeps
 the network off global, style-like features as well as local ones.
+``instance_norm``, ``sobel`` and ``mask = "random"`` switch each change off
+on its own, for the ablation in docs/algorithms.md.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from oodbench import hookimpl
-from oodbench.api import Uniform
+from oodbench.api import OneOf, Uniform
+
+MASKS = ("mixed", "random")
 from oodbench_methods.rsc import RSC, channel_mask, flatten_index, spatial_mask
 
 
@@ -45,19 +49,22 @@ class EdgeFeatureMap(nn.Module):
     the backbone follows this unchanged.
     """
 
-    def __init__(self, conv: nn.Module, input_shape: tuple[int, ...]) -> None:
+    def __init__(self, conv: nn.Module, input_shape: tuple[int, ...], instance_norm: bool = True,
+                 sobel: bool = True) -> None:
         super().__init__()
         channels = input_shape[0]
-        self.norm = nn.InstanceNorm2d(channels, affine=True)
+        self.norm = nn.InstanceNorm2d(channels, affine=True) if instance_norm else nn.Identity()
         self.conv = conv
-        self.sobel = Sobel(channels)
+        self.sobel = Sobel(channels) if sobel else None
         with torch.no_grad():
             width = conv(torch.zeros(1, *input_shape)).shape[1]
-        self.fuse = nn.Sequential(nn.Conv2d(width + channels, width, 3, padding=1),
+        self.fuse = nn.Sequential(nn.Conv2d(width + (channels if sobel else 0), width, 3, padding=1),
                                   nn.InstanceNorm2d(width, affine=True), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.conv(self.norm(x))
+        if self.sobel is None:
+            return self.fuse(features)
         edges = F.interpolate(self.sobel(x), size=features.shape[-2:], mode="bilinear", align_corners=False)
         return self.fuse(torch.cat([features, edges], dim=1))
 
@@ -69,10 +76,12 @@ class EdgeFused(nn.Module):
     feature map, ``classifier``, ``n_features``), so RSC's split applies as is.
     """
 
-    def __init__(self, backbone: nn.Module, input_shape: tuple[int, ...]) -> None:
+    def __init__(self, backbone: nn.Module, input_shape: tuple[int, ...], instance_norm: bool = True,
+                 sobel: bool = True) -> None:
         super().__init__()
         flatten_at = flatten_index(backbone, "rsc_plus")
-        self.featurizer = nn.Sequential(EdgeFeatureMap(backbone.featurizer[:flatten_at], input_shape),
+        self.featurizer = nn.Sequential(EdgeFeatureMap(backbone.featurizer[:flatten_at], input_shape,
+                                                       instance_norm, sobel),
                                         *backbone.featurizer[flatten_at:])
         self.classifier = backbone.classifier
         self.n_features = backbone.n_features
@@ -91,14 +100,20 @@ class RSCPlus(RSC):
     """
 
     name = "rsc_plus"
-    defaults = {**RSC.defaults, "alpha": 0.3}
+    defaults = {**RSC.defaults, "alpha": 0.3, "instance_norm": True, "sobel": True, "mask": "mixed"}
     # alpha <= 0.5 keeps the report's design of channel muting weighing more
-    search_space = {**RSC.search_space, "alpha": Uniform(0.0, 0.5, limits=(0.0, 1.0))}
+    search_space = {**RSC.search_space, "alpha": Uniform(0.0, 0.5, limits=(0.0, 1.0)), "mask": OneOf(*MASKS)}
 
     def __init__(self, backbone_factory, task, hparams: dict[str, Any]) -> None:
-        super().__init__(lambda: EdgeFused(backbone_factory(), task.input_shape), task, hparams)
+        if hparams["mask"] not in MASKS:
+            raise ValueError(f"rsc_plus: mask {hparams['mask']!r} not in {MASKS}")
+        super().__init__(lambda: EdgeFused(backbone_factory(), task.input_shape, hparams["instance_norm"],
+                                           hparams["sobel"]), task, hparams)
 
     def challenge_mask(self, grad: torch.Tensor) -> torch.Tensor:
+        """alpha-weighted spatial + channel mask; RSC's coin flip between them with ``mask = "random"``."""
+        if self.hparams["mask"] == "random":
+            return super().challenge_mask(grad)
         alpha, fraction = self.hparams["alpha"], self.hparams["drop_pct"]
         return alpha * spatial_mask(grad, fraction) + (1 - alpha) * channel_mask(grad, fraction)
 

@@ -132,3 +132,54 @@ def test_adjust_needs_depend_on_mode():
     assert Adjust.needs({"mode": "balance"}) == {"group"}
     with pytest.raises(ValueError, match="mode"):
         Adjust(lambda: Tiny(), _task(), dict(Adjust.defaults, mode="nope"))
+
+
+class _Constant(nn.Module):
+    """A fixed answer for what it is shown: the first pixel of channel 0 says the class."""
+
+    def forward(self, x):
+        p = x[:, 0, 0, 0].clamp(0.01, 0.99)
+        return torch.stack([(1 - p).log(), p.log()], dim=1)
+
+
+class _Router(nn.Module):
+    """Certain that an image is in value 0 when its channel 0 is the brighter one."""
+
+    def forward(self, x):
+        red = (x[:, 0].mean((1, 2)) > x[:, 1].mean((1, 2))).float()
+        return torch.stack([red, 1 - red], dim=1) * 50
+
+
+def test_counterfactual_mixture_asks_each_member_about_the_image_in_its_own_value():
+    member_red, member_green = _Constant(), _Constant()
+    mixture = PriorMixture([member_red, member_green], torch.tensor([0.5, 0.5]), _Router(), (1, 0))
+    red = torch.tensor([[[[0.9, 0.8], [0.7, 0.9]], [[0.2, 0.1], [0.1, 0.1]]]])
+    green = red[:, [1, 0]]
+    # each member answers about the red rendering (0.9) or the green one (0.2): both images get the same answer
+    expected = torch.tensor([[0.5 * 0.1 + 0.5 * 0.8, 0.5 * 0.9 + 0.5 * 0.2]]).log()
+    assert torch.allclose(mixture(red), expected, atol=1e-5)
+    assert torch.allclose(mixture(green), expected, atol=1e-5)
+    plain = PriorMixture([member_red, member_green], torch.tensor([0.5, 0.5]))
+    assert not torch.allclose(plain(red), plain(green))
+
+
+def test_counterfactual_bi_model_trains_a_router_on_the_attribute_and_needs_the_swap():
+    assert BiModel.needs(dict(BiModel.defaults)) == {"attribute"}
+    assert BiModel.needs(dict(BiModel.defaults, counterfactual=True)) == {"attribute", "swap"}
+    torch.manual_seed(0)
+    env = _env([0, 1] * 16, [0, 1] * 16)
+    env.x[env.attribute == 0, 0] += 1.0
+    env.x[env.attribute == 1, 1] += 1.0
+    algo = BiModel(lambda: Tiny(), _task(), dict(BiModel.defaults, counterfactual=True, lr=5e-2))
+    algo.setup([env])
+    first = algo.update([_batch(env)])["routing"]
+    for _ in range(60):
+        last = algo.update([_batch(env)])["routing"]
+    assert last < first / 4
+    assert (algo.mixture.router(env.x).argmax(1) == env.attribute).all()
+
+
+def test_counterfactual_bi_model_needs_a_binary_attribute():
+    task = Task("toy", (2, 2, 2), 2, ("e0",), "color", ("red", "green", "blue"), swap_channels=(1, 0))
+    with pytest.raises(ValueError, match="binary attribute"):
+        BiModel(lambda: Tiny(), task, dict(BiModel.defaults, counterfactual=True))

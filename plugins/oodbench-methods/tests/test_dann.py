@@ -135,3 +135,73 @@ def test_reversed_gradient_keeps_the_domain_head_from_telling_environments_apart
     assert reversed_label < 0.1 and plain_label < 0.1
     assert plain_domain < 0.3
     assert reversed_domain > 0.3 and reversed_domain > 2 * plain_domain
+
+
+def _layer_algo(layer):
+    torch.manual_seed(0)
+    return DANN(TinyConv, task(sources=("source",)), dict(DANN.defaults, anneal_steps=4, domain_layer=layer))
+
+
+def test_domain_layer_judges_every_location_of_the_feature_map_it_reads():
+    algo = _layer_algo(2)
+    assert isinstance(algo.domain_head[0], torch.nn.Conv2d)
+    train, source = _batches()[:2], _batches()[2]
+    conv_out = algo.model.featurizer[1](algo.model.featurizer[0](torch.cat([source.x, *(b.x for b in train)])))
+    logits = algo.domain_head(conv_out)
+    n = len(source.y)
+    per_location = F.log_softmax(logits, dim=1)
+    expected = -(per_location[:n, 0].mean() + per_location[n:, 1].mean())
+    assert algo.update(_batches())["domain"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_domain_layer_confines_the_reversed_gradient_to_the_layers_below_it():
+    algo = _layer_algo(2)
+    _, domain = algo.source_losses(_batches(), alpha=1.0)
+    domain.backward()
+    assert algo.model.featurizer[3].weight.grad is None and algo.model.classifier.weight.grad is None
+    assert algo.model.featurizer[0].weight.grad.abs().sum() > 0
+    whole = _layer_algo(0)
+    whole.source_losses(_batches(), alpha=1.0)[1].backward()
+    assert whole.model.featurizer[3].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("layer", [5, -1])
+def test_a_domain_layer_outside_the_featurizer_is_a_clear_error(layer):
+    with pytest.raises(ValueError, match=r"domain_layer .*allowed 0\.\.4"):
+        _layer_algo(layer)
+
+
+def test_prediction_condition_puts_each_predicted_class_in_its_own_block():
+    torch.manual_seed(0)
+    algo = DANN(TinyConv, task(sources=("source",)), dict(DANN.defaults, condition="prediction"))
+    assert algo.domain_head[0].in_features == 2 * algo.model.n_features
+    x = _batches()[2].x
+    features = algo.model.featurizer(x)
+    probs = F.softmax(algo.model.classifier(features), dim=1)
+    logits = algo._domain_logits(features, features, torch.zeros(len(x), dtype=torch.long), alpha=1.0)
+    by_hand = algo.domain_head(torch.cat([probs[:, :1] * features, probs[:, 1:] * features], dim=1))
+    assert torch.allclose(logits, by_hand, atol=1e-6)
+
+
+def test_prediction_condition_sends_no_domain_gradient_into_the_label_head():
+    torch.manual_seed(0)
+    algo = DANN(TinyConv, task(sources=("source",)), dict(DANN.defaults, condition="prediction"))
+    algo.source_losses(_batches(), alpha=1.0)[1].backward()
+    assert algo.model.classifier.weight.grad is None
+    assert algo.model.featurizer[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="condition"):
+        DANN(TinyConv, task(sources=("source",)), dict(DANN.defaults, condition="labels"))
+
+
+def test_label_condition_uses_the_true_labels_target_included():
+    torch.manual_seed(0)
+    algo = DANN(TinyConv, task(sources=("source",)), dict(DANN.defaults, condition="label"))
+    x = _batches()[2].x
+    features = algo.model.featurizer(x)
+    y = torch.tensor([0, 1] * 4)
+    by_hand = algo.domain_head(torch.cat([(y == 0)[:, None] * features, (y == 1)[:, None] * features], dim=1))
+    assert torch.allclose(algo._domain_logits(features, features, y, alpha=1.0), by_hand, atol=1e-6)
+    plain, flipped = (DANN(TinyConv, task(sources=("source",)), dict(DANN.defaults, condition="label"))
+                      for _ in range(2))
+    flipped.load_state_dict(plain.state_dict())
+    assert plain.update(_batches()) != flipped.update(_batches(target_labels_flipped=True))

@@ -59,3 +59,21 @@ def test_mask_weighs_spatial_by_alpha_and_channel_by_one_minus_alpha():
     assert torch.allclose(mask, expected)
     assert torch.isclose(mask[..., None], torch.tensor([0.0, 0.3, 0.7, 1.0])).any(-1).all()
     assert (mask == 0).any() and (mask == 1).any()
+
+
+def test_each_change_switches_off_on_its_own():
+    torch.manual_seed(0)
+    plain = RSCPlus(TinyConv, task(), dict(RSCPlus.defaults, instance_norm=False, sobel=False, mask="random"))
+    feature_map = plain.model.featurizer[0]
+    assert isinstance(feature_map.norm, torch.nn.Identity) and feature_map.sobel is None
+    assert feature_map.fuse[0].in_channels == feature_map.fuse[0].out_channels
+    x = torch.rand(3, 2, 4, 4)
+    assert torch.equal(feature_map(x), feature_map.fuse(feature_map.conv(x)))
+    grad = torch.randn(2, 3, 4, 4)
+    channel, spatial = channel_mask(grad, 1 / 3), spatial_mask(grad, 1 / 3)
+    drawn = [plain.challenge_mask(grad) for _ in range(20)]
+    assert all(torch.equal(m, channel) or torch.equal(m, spatial) for m in drawn)  # never the 0.3 / 0.7 mix
+    assert any(torch.equal(m, channel) for m in drawn) and any(torch.equal(m, spatial) for m in drawn)
+    assert plain.update([batch(8, 0, 1), batch(8, 1, 2)])["muted"] > 0
+    with pytest.raises(ValueError, match="mask 'both' not in"):
+        RSCPlus(TinyConv, task(), dict(RSCPlus.defaults, mask="both"))
