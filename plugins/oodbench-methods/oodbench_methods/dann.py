@@ -109,6 +109,8 @@ class DANN(Algorithm):
         super().__init__(backbone_factory, task, hparams)
         if self.hparams["domains"] not in DOMAINS:
             raise ValueError(f"dann: domains {self.hparams['domains']!r} not in {DOMAINS}")
+        if self.hparams["condition"] not in CONDITIONS:
+            raise ValueError(f"dann: condition {self.hparams['condition']!r} not in {CONDITIONS}")
         if self.hparams["domains"] == "envs" and task.num_envs < 2:
             raise ValueError(f"dann: domains='envs' needs at least two training environments; "
                              f"{task.dataset} has {task.num_envs}")
@@ -117,8 +119,6 @@ class DANN(Algorithm):
         low, _ = self._split(self.model.featurizer, self.hparams["domain_layer"])
         with torch.no_grad():
             shape = low(torch.zeros(1, *task.input_shape)).shape[1:]
-        if self.hparams["condition"] not in CONDITIONS:
-            raise ValueError(f"dann: condition {self.hparams['condition']!r} not in {CONDITIONS}")
         if self.hparams["condition"] != "none":
             shape = torch.Size([shape[0] * task.num_classes, *shape[1:]])
         self.domain_head = domain_head(shape, classes)

@@ -81,6 +81,8 @@ class AnnealedPenalty(SingleModel):
         super().__init__(backbone_factory, task, hparams)
         if self.hparams["schedule"] not in SCHEDULES:
             raise ValueError(f"{self.name}: schedule {self.hparams['schedule']!r} not in {SCHEDULES}")
+        if self.hparams["penalty_estimate"] not in ESTIMATES:
+            raise ValueError(f"{self.name}: penalty_estimate {self.hparams['penalty_estimate']!r} not in {ESTIMATES}")
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     def risk_and_penalty(self, batches: Sequence[Batch]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from oodbench import hookimpl
 from oodbench.api import Batch, pooled
-from oodbench_methods.penalties import ESTIMATES, AnnealedPenalty, env_slices
+from oodbench_methods.penalties import AnnealedPenalty, env_slices
 
 
 def risk_variance(risks: torch.Tensor) -> torch.Tensor:
@@ -53,11 +53,6 @@ class VREx(AnnealedPenalty):
     defaults = {"lr": 1e-3, "weight_decay": 0.0, "penalty_weight": 1e4, "anneal_steps": 280, "schedule": "step",
                 "penalty_estimate": "full"}
     requires = frozenset({"env"})
-
-    def __init__(self, backbone_factory, task, hparams) -> None:
-        super().__init__(backbone_factory, task, hparams)
-        if self.hparams["penalty_estimate"] not in ESTIMATES:
-            raise ValueError(f"vrex: penalty_estimate {self.hparams['penalty_estimate']!r} not in {ESTIMATES}")
 
     def risk_and_penalty(self, batches: Sequence[Batch]) -> tuple[torch.Tensor, torch.Tensor]:
         logits = env_slices(batches, self.model(pooled(batches).x))
