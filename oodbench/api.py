@@ -17,6 +17,7 @@ from oodbench.distributions import Bounded, Choice, Distribution, IntRange, LogU
 
 __all__ = ["ROLES", "METADATA", "Environment", "make_groups", "Batch", "Task", "BackboneFactory", "Algorithm",
            "Backbone", "backbone_problem", "SingleModel", "pooled", "attribute_prior", "Dataset", "Target",
+           "PerturbingTarget",
            "SearchSpace", "Distribution", "LogUniform", "Uniform", "IntRange", "Choice", "Bounded", "OneOf"]
 
 SearchSpace = dict[str, Distribution]
@@ -280,7 +281,16 @@ class Dataset(Protocol):
 
 @runtime_checkable
 class Target(Protocol):
-    """A hardware target, instantiated with its hyperparameters: ``Target(**hparams)``."""
+    """A hardware target, instantiated with its hyperparameters: ``Target(**hparams)``.
+
+    ``deploy`` gets its own copy of the trained network and may change it.
+    A stochastic target (devices that fail, drift or vary at random) declares
+    ``draws`` (an int, usually 1) in ``defaults``: the harness deploys it that
+    many times, with seeds from ``oodbench.draws.draw_seed``, keeps every
+    draw and reports their mean and spread. A target may name the
+    hyperparameter that is the time since programming as ``time_key``; the
+    HTML report draws a sweep of it as accuracy against time.
+    """
 
     name: str
     defaults: dict[str, Any]
@@ -288,3 +298,18 @@ class Target(Protocol):
     def supports(self, backbone_name: str) -> bool: ...
 
     def deploy(self, network: nn.Module, calibration: torch.Tensor, seed: int) -> nn.Module: ...
+
+
+@runtime_checkable
+class PerturbingTarget(Target, Protocol):
+    """A target that can also say how one random chip would hold a weight, for hardware-aware training
+    (``training.hardware_aware = NAME``, ``oodbench.hardware_aware``).
+
+    ``perturb_weight`` returns ``layer``'s ``weight`` as a fresh draw of the
+    devices would hold it (the same shape, drawn from ``generator``), or None
+    for a layer the target does not put on devices. It must not change
+    ``weight``; gradients pass it as the identity.
+    """
+
+    def perturb_weight(self, layer: nn.Module, weight: torch.Tensor,
+                       generator: torch.Generator) -> torch.Tensor | None: ...

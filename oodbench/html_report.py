@@ -129,6 +129,23 @@ def _sweeps(summary: list[dict[str, Any]]) -> str:
     return f'<h2>Hyperparameter sweeps</h2><div class="figures">{"".join(figures)}</div>'
 
 
+def _time_axes(summary: list[dict[str, Any]], time_keys: dict[str, str]) -> str:
+    """Accuracy and worst-group accuracy against the time since programming, per target and test environment:
+    every method whose rows sweep that target's time key is one colour."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for row in summary:
+        key = time_keys.get(row["target"])
+        if key in row["swept"]:
+            groups[(row["dataset"], row["backbone"], row["target"], row["env"], key)].append(row)
+    figures = [_figure(plots.time_plot(rows, key, " · ".join(map(str, group[:4]))),
+                       f"{'/'.join(map(str, group[:4]))}: accuracy (solid) and worst-group accuracy (dashed) against "
+                       f"{key}, mean ± SE over trials")
+               for (*group, key), rows in sorted(groups.items()) if len({r["swept"][key] for r in rows}) > 1]
+    if not figures:
+        return ""
+    return f'<h2>Accuracy over time on the hardware</h2><div class="figures">{"".join(figures)}</div>'
+
+
 def _curves(store: Store) -> str:
     """One figure per training run; the targets deployed from it share it."""
     cells = store.cells()
@@ -184,6 +201,7 @@ def render_html(store: Store, selections: Sequence[str]) -> str:
     if primary:
         body.append(f"<h2>Test and worst-group accuracy ({escape(selections[0])})</h2>"
                     + _img(plots.accuracy_bars(primary), "test and worst-group accuracy per method"))
+        body.append(_time_axes(primary, meta.get("time_keys", {})))
         body.append(_sweeps(primary))
     body += [_search(store, picks), _curves(store), _configuration(store)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -38,6 +38,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Self
 
+from oodbench.distributions import Bounded
+from oodbench.draws import DRAWS, MAX_DRAWS
 from oodbench.errors import UsageError
 from oodbench.plugins import PluginSet, normalize_dist
 from oodbench.search import config_seed, draw, space_of
@@ -45,6 +47,10 @@ from oodbench.search import config_seed, draw, space_of
 DEFAULT_MATRIX = "quick"
 AXES = {"datasets": "dataset", "backbones": "backbone", "algorithms": "algorithm", "targets": "target"}
 TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 5, "batch_size": 128, "holdout_fraction": 0.1, "train_eval_size": 5000}
+TRAINING_OPTIONS: dict[str, Any] = TRAINING_DEFAULTS | {"hardware_aware": ""}
+"""Every training key: the defaults, and options that are absent from a training unless set (so adding one left
+every earlier training's content hash as it was). ``hardware_aware`` names a target whose devices perturb the
+weights during training (``oodbench.hardware_aware``); empty is off."""
 TRAINING_LIMITS: dict[str, tuple[float, float, str]] = {
     "epochs": (1, float("inf"), "at least 1"),
     "batch_size": (1, 1_000_000, "in [1, 1000000], and at most the smallest training environment"),
@@ -276,6 +282,9 @@ def parse_matrix(data: dict[str, Any], source: str, default_name: str = "matrix"
         missing = [k for k in INCLUDE_KEYS[:4] if k not in entry]
         if missing:
             raise UsageError(f"{source}: include[{i}] lacks {', '.join(missing)} (an include names a full combination)")
+        for key in INCLUDE_KEYS[:4]:
+            if not isinstance(entry[key], str):
+                raise UsageError(f"{source}: include[{i}].{key} must be a name, got {entry[key]!r}")
         if "seeds" in entry:
             _seeds(entry["seeds"], f"{source}: include[{i}].seeds")
     matrix.exclude = _table_list(data.get("exclude", []), source, "exclude", EXCLUDE_KEYS)
@@ -343,7 +352,9 @@ def check_training(key: str, value: Any, where: str) -> Any:
     """A training option of the right type and in its range (every value of a sweep)."""
     if isinstance(value, (list, tuple)):
         return _sweep(value, where, lambda v: check_training(key, v, where))
-    value = check_value(key, value, TRAINING_DEFAULTS, where)
+    value = check_value(key, value, TRAINING_OPTIONS, where)
+    if key not in TRAINING_LIMITS:
+        return value
     low, high, allowed = TRAINING_LIMITS[key]
     if not low <= value <= high or (key == "holdout_fraction" and value == 0):
         raise UsageError(f"{where}: {value!r} is out of range (allowed: {allowed})")
@@ -357,9 +368,9 @@ def _table_entry(kind: str, key: str, value: Any, defaults: dict[str, Any], wher
     An algorithm's table may also set training options (per-method budgets);
     a key the algorithm declares itself stays the algorithm's.
     """
-    if kind == "algorithms" and key in TRAINING_DEFAULTS and key not in defaults:
+    if kind == "algorithms" and key in TRAINING_OPTIONS and key not in defaults:
         return "training", check_training(key, value, where)
-    allowed = defaults | (TRAINING_DEFAULTS if kind == "algorithms" else {})
+    allowed = defaults | (TRAINING_OPTIONS if kind == "algorithms" else {})
     return kind, check_value(key, value, allowed, where, space)
 
 
@@ -373,7 +384,12 @@ class _Components:
         return dict(getattr(self.plugins.registry(kind).get(name), "defaults", {}) or {})
 
     def space(self, kind: str, name: str) -> dict[str, Any]:
-        return space_of(self.plugins.registry(kind).get(name))
+        """The component's declared ranges; a stochastic target's ``draws`` is bounded here for every target."""
+        component = self.plugins.registry(kind).get(name)
+        space = space_of(component)
+        if kind == "targets" and DRAWS in getattr(component, "defaults", {}):
+            space.setdefault(DRAWS, Bounded(1, MAX_DRAWS))
+        return space
 
     def data_hash(self, dataset: str) -> str:
         """The dataset's spec hash, or for a dataset defined by code, the distribution and version that define it."""
@@ -457,7 +473,7 @@ def expand(matrix: Matrix, plugins: PluginSet, overrides: Overrides | None = Non
         # checked here too, so a mistake in a table no selected cell uses is not silently ignored
         for key, value in table.items():
             kind = next((k for k in kinds if key in components.defaults(k, name)
-                         or (k == "algorithms" and key in TRAINING_DEFAULTS)), kinds[0])
+                         or (k == "algorithms" and key in TRAINING_OPTIONS)), kinds[0])
             _table_entry(kind, key, value, components.defaults(kind, name), f"{matrix.source}: hparams.{name}.{key}",
                          components.space(kind, name))
     present = [c for c in combos if not absent & {c[k] for k in AXES.values()}]
@@ -482,17 +498,17 @@ def _check_sets(sets: list[tuple[str, Any]], combos: list[dict], components: _Co
     """Split ``--set`` keys into (component or '', key, value) and reject keys nothing declares."""
     selected = {kind: {c[AXES[kind]] for c in combos} for kind in ("algorithms", "backbones", "targets")}
     declared = {(name, k) for kind, names in selected.items() for name in names for k in components.defaults(kind, name)}
-    declared |= {(name, k) for name in selected["algorithms"] for k in TRAINING_DEFAULTS}
-    allowed = sorted(set(TRAINING_DEFAULTS) | {k for _, k in declared} | {f"{n}.{k}" for n, k in declared})
+    declared |= {(name, k) for name in selected["algorithms"] for k in TRAINING_OPTIONS}
+    allowed = sorted(set(TRAINING_OPTIONS) | {k for _, k in declared} | {f"{n}.{k}" for n, k in declared})
     checked = []
     for key, value in sets:
         scope, _, bare = key.rpartition(".")
         if scope == "training":
-            ok = bare in TRAINING_DEFAULTS
+            ok = bare in TRAINING_OPTIONS
         elif scope:
             ok = (scope, bare) in declared
         else:
-            ok = bare in TRAINING_DEFAULTS or any(k == bare for _, k in declared)
+            ok = bare in TRAINING_OPTIONS or any(k == bare for _, k in declared)
         if not ok:
             raise UsageError(f"--set {key}: no selected algorithm, backbone, target or training option has it "
                              f"(allowed: {', '.join(allowed)})")
@@ -527,10 +543,11 @@ def _resolve(point: dict[str, Any], matrix: Matrix, overrides: Overrides, sets: 
         for kind in targets:
             sections[kind][key] = check_value(key, value, declared[kind], where, spaces[kind])
             pinned[kind].add(key)
-        if key in TRAINING_DEFAULTS and (scope in ("", point["algorithm"])) and not targets:
+        if key in TRAINING_OPTIONS and (scope in ("", point["algorithm"])) and not targets:
             training[key] = check_training(key, value, where)
     if overrides.epochs is not None:
         training["epochs"] = overrides.epochs
+    _check_hardware_aware(training, components, matrix.source)
     data_hash = components.data_hash(point["dataset"])
     cells = []
     for chosen, variant in _unswept({"training": training, **sections}):
@@ -539,11 +556,27 @@ def _resolve(point: dict[str, Any], matrix: Matrix, overrides: Overrides, sets: 
             drawn = {kind: chosen[kind] | _drawn(point, config, kind, spaces[kind], pinned[kind])
                      for kind in SEARCHED}
             cells.append(Cell(dataset=point["dataset"], backbone=point["backbone"], algorithm=point["algorithm"],
-                              target=point["target"], seed=point["seed"], training=chosen["training"],
+                              target=point["target"], seed=point["seed"], training=_without_off(chosen["training"]),
                               algorithm_hparams=drawn["algorithms"], backbone_hparams=drawn["backbones"],
                               target_hparams=chosen["targets"], skip_reason=skip, config=config, variant=variant,
                               data_hash=data_hash))
     return cells
+
+
+def _check_hardware_aware(training: dict[str, Any], components: _Components, source: str) -> None:
+    """Refuse a ``hardware_aware`` that names no target able to perturb weights."""
+    values = training.get("hardware_aware", "")
+    registry = components.plugins.registry("targets")
+    able = sorted(n for n in registry.names() if callable(getattr(registry.get(n), "perturb_weight", None)))
+    for value in values if isinstance(values, Sweep) else [values]:
+        if value and value not in able:
+            raise UsageError(f"{source}: training.hardware_aware = {value!r} is not a target that perturbs weights "
+                             f"(allowed: {', '.join(able) or 'none installed'}, or \"\" for off)")
+
+
+def _without_off(training: dict[str, Any]) -> dict[str, Any]:
+    """The training with its options that are off left out, as a training from before they existed has them."""
+    return {k: v for k, v in training.items() if k in TRAINING_DEFAULTS or v != TRAINING_OPTIONS[k]}
 
 
 def _drawn(point: dict[str, Any], config: int, kind: str, space: dict[str, Any], pinned: set[str]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ seed report's "distance to 75 %". Which way each is better lives in
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from statistics import fmean
 
 import torch
 
@@ -58,3 +59,21 @@ def env_metrics(
         n=len(y),
         ceiling=ceiling,
     )
+
+
+def mean_over_draws(draws: list[EnvMetrics]) -> EnvMetrics:
+    """What one split scores on an average chip: each metric averaged over device draws of the same network.
+
+    The worst group is each draw's own worst group, averaged (the expected
+    worst group of one chip), not the worst of the averaged groups; ``gap``
+    is the mean accuracy's gap, so the row stays consistent with its ``acc``.
+    """
+    if not draws:
+        raise ValueError("no draws to average")
+    acc = fmean([d.acc for d in draws])
+    groups = sorted(draws[0].group_acc)
+    return EnvMetrics(acc=acc, gap=gap_to_ceiling(acc, draws[0].ceiling),
+                      worst_group_acc=fmean([d.worst_group_acc for d in draws]),
+                      avg_group_acc=fmean([d.avg_group_acc for d in draws]),
+                      group_acc={g: fmean([d.group_acc[g] for d in draws]) for g in groups},
+                      n=draws[0].n, ceiling=draws[0].ceiling)

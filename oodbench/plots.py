@@ -176,3 +176,43 @@ def search_plot(points: Sequence[tuple[Any, float, int]], marks: dict[str, Seque
         axes.scatter([where(v) for v, _ in chosen], [a * 100 for _, a in chosen], s=40, marker=marker,
                      facecolors="none", edgecolors=color, linewidths=1.2, label=f"chosen by {rule}")
     return _against_value(axes, values, order, key, title, log_ratio=20, legend_size=6)
+
+
+TIME_UNITS = ((31_536_000, "y"), (2_592_000, "mo"), (86_400, "d"), (3_600, "h"), (60, "min"), (1, "s"))
+
+
+def time_label(seconds: float) -> str:
+    """1 s, 1 h, 30 d, 1 y: the largest unit the time fills at least once."""
+    for size, unit in TIME_UNITS:
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def time_plot(rows: Sequence[dict[str, Any]], key: str, title: str) -> str:
+    """Test accuracy (solid) and worst-group accuracy (dashed) against the time since programming ``key``, one
+    colour per method (and per setting of any other swept key), ± the standard error over trials."""
+    lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        rest = ", ".join(f"{n}={v}" for n, v in row["swept"].items() if n != key)
+        lines[row["algorithm"] + (f" ({rest})" if rest else "")].append(row)
+    figure = _figure(4.8, 3.0)
+    axes = figure.add_subplot()
+    for label, members in sorted(lines.items()):
+        members = sorted(members, key=lambda r: r["swept"][key])
+        times = [r["swept"][key] for r in members]
+        color = None  # the worst-group line takes the colour the accuracy line was given
+        for metric, style, name in (("acc", "-", "acc"), ("worst_group_acc", "--", "worst group")):
+            drawn = axes.errorbar(times, [r[metric].mean * 100 for r in members],
+                                  yerr=[r[metric].se * 100 for r in members], linestyle=style, marker="o",
+                                  markersize=3, capsize=2, color=color, label=f"{label} {name}")
+            color = drawn.lines[0].get_color()
+    values = sorted({r["swept"][key] for r in rows})
+    if min(values) > 0 and max(values) / min(values) >= 10:
+        _log_axis(axes)
+    axes.set_xticks(values, [time_label(v) for v in values], fontsize=7)
+    _ceiling(axes, rows[0].get("ceiling"))
+    axes.set(title=title, xlabel="time since programming", ylabel="accuracy %", ylim=(0, 100))
+    axes.title.set_fontsize(8)
+    axes.legend(fontsize=6)
+    return data_uri(figure)

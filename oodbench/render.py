@@ -15,7 +15,7 @@ from typing import Any
 from tabulate import tabulate
 
 from oodbench.errors import UsageError
-from oodbench.report import IDENTITY, METRICS, Stat, rule_heading, rule_table, summarize
+from oodbench.report import DRAW_SPREADS, IDENTITY, METRICS, Stat, rule_heading, rule_table, summarize
 from oodbench.selection import RULES
 from oodbench.store import Store
 
@@ -72,10 +72,12 @@ def render(store: Store, fmt: str, selections: str | Sequence[str]) -> str:
         summary = side_by_side(store, selections)
         return json.dumps({
             "selections": selections, "selection_rules": {name: RULES[name].description for name in selections},
-            "statistic": "mean, sample std and standard error (se) over trials",
+            "statistic": "mean, sample std and standard error (se) over trials; draw_sd_*: each trial's sample std over "
+                         "its device draws (stochastic targets), with their mean, std and se over trials",
             "rows": [{**{k: r[k] for k in (*IDENTITY, "hparams", "env", "selection", "seeds", "configs", "epochs",
                                            "searched")},
-                      **{m: _stat_dict(r[m]) for m in METRICS}} for r in summary],
+                      **{m: _stat_dict(r[m]) for m in METRICS}, "draws": r["draws"],
+                      **{k: _stat_dict(r[k]) for k in DRAW_SPREADS}} for r in summary],
             "failed": [{k: c[k] for k in (*IDENTITY, "seed", "config", "error")} for c in failed],
             "skipped": [{k: c[k] for k in (*IDENTITY, "seed", "config", "error")} for c in skipped],
             "pending": [{k: c[k] for k in (*IDENTITY, "seed", "config")} for c in store.cells("pending")],
@@ -85,11 +87,13 @@ def render(store: Store, fmt: str, selections: str | Sequence[str]) -> str:
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow([*IDENTITY, "hparams", "env", "selection", "seeds", "configs", "searched",
-                         *(f"{m}_{s}" for m in METRICS for s in ("mean", "std", "se", "n"))])
+                         *(f"{m}_{s}" for m in METRICS for s in ("mean", "std", "se", "n")), "draws",
+                         *(f"{k}_mean" for k in DRAW_SPREADS)])
         for r in side_by_side(store, selections):
             stats = [v for m in METRICS for v in ((r[m].mean, r[m].std, r[m].se, r[m].n) if r[m] else ("",) * 4)]
             writer.writerow([*(r[k] for k in IDENTITY), r["hparams"], r["env"], r["selection"],
-                             " ".join(map(str, r["seeds"])), " ".join(map(str, r["configs"])), r["searched"], *stats])
+                             " ".join(map(str, r["seeds"])), " ".join(map(str, r["configs"])), r["searched"], *stats,
+                             " ".join(map(str, r["draws"])), *(r[k].mean if r[k] else "" for k in DRAW_SPREADS)])
         return out.getvalue()
     blocks = []
     for selection in selections:

@@ -28,6 +28,10 @@ from oodbench.store import STORE_NAME, Store
 METRICS = ("acc", "gap", "worst_group_acc", "avg_group_acc", "id_acc")
 HEADERS = {"acc": "acc %", "gap": "gap pp", "worst_group_acc": "worst-group %", "avg_group_acc": "avg-group %",
            "id_acc": "ID acc %"}
+DRAW_HEADERS = {"acc": "acc sd over draws %", "worst_group_acc": "worst-group sd over draws %"}
+"""A stochastic target's spread between chips of the same trained network: each trial's sample std over its
+device draws, averaged over trials (the ± beside the means is over trials)."""
+DRAW_SPREADS = ("draw_sd_acc", "draw_sd_worst_group_acc")
 IDENTITY = ("dataset", "backbone", "algorithm", "target")
 
 
@@ -109,6 +113,7 @@ def summarize(store: Store, selection: str, picked: list[dict[str, Any]] | None 
     results: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in store.results(RULES[selection].checkpoint):
         results[row["cell"]].append(row)
+    draws = store.draws(RULES[selection].checkpoint)
     groups: dict[tuple, list[tuple[dict[str, Any], dict[str, Any], float | None]]] = defaultdict(list)
     for pick in picked:
         rows = results[pick["cell"]["key"]]
@@ -134,6 +139,11 @@ def summarize(store: Store, selection: str, picked: list[dict[str, Any]] | None 
             row[metric] = Stat.of([r[metric] for _, r, _ in members])
         ids = [id_acc for _, _, id_acc in members if id_acc is not None]
         row["id_acc"] = Stat.of(ids) if ids else None
+        per_trial = [draws.get((pick["cell"]["key"], r["split"]), []) for pick, r, _ in members]
+        row["draws"] = [len(d) for d in per_trial]
+        for metric in ("acc", "worst_group_acc"):
+            spreads = [statistics.stdev(d[metric] for d in trial) for trial in per_trial if len(trial) > 1]
+            row[f"draw_sd_{metric}"] = Stat.of(spreads) if spreads else None
         summary.append(row)
     return summary
 
@@ -147,6 +157,16 @@ def _text(stat: Stat | None, metric: str) -> str:
     return stat.text(scale(metric)) if stat else "-"
 
 
+def _spread(stat: Stat | None) -> str:
+    """Mean over trials of each trial's std over its draws, in percent."""
+    return f"{stat.mean * 100:.1f}" if stat else "-"
+
+
+def _draw_count(counts: list[int]) -> str:
+    low, high = min(counts), max(counts)
+    return str(low) if low == high else f"{low}-{high}"
+
+
 def rule_table(summary: list[dict[str, Any]]) -> tuple[str, list[str], list[list[str]]]:
     """One rule's table in DomainBed's shape: a row per method (and sweep variant), a column group per test
     environment; identity columns that are the same on every row move into the returned caption."""
@@ -155,9 +175,11 @@ def rule_table(summary: list[dict[str, Any]]) -> tuple[str, list[str], list[list
     constant = [str(summary[0][k]) for k in IDENTITY if k not in varying] if summary else []
     show_variant = any(r["hparams"] for r in summary)
     per_env = ("acc", "gap", "worst_group_acc", "avg_group_acc") if len(envs) == 1 else ("acc", "worst_group_acc")
+    drawn = [m for m in ("acc", "worst_group_acc") if any(r[f"draw_sd_{m}"] for r in summary)]
     headers = [*varying, *(["hparams"] if show_variant else []),
                *(f"{env} {HEADERS[m]}" if len(envs) > 1 else HEADERS[m] for env in envs for m in per_env),
-               HEADERS["id_acc"], "n", "configs"]
+               *(f"{env} {DRAW_HEADERS[m]}" if len(envs) > 1 else DRAW_HEADERS[m] for env in envs for m in drawn),
+               HEADERS["id_acc"], "n", *(["draws"] if drawn else []), "configs"]
     rows: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in summary:
         rows[(*(r[k] for k in varying), r["hparams"])][r["env"]] = r
@@ -165,8 +187,10 @@ def rule_table(summary: list[dict[str, Any]]) -> tuple[str, list[str], list[list
     for key, by_env in rows.items():
         first = next(iter(by_env.values()))
         cells = [_text(by_env[env][m], m) if env in by_env else "-" for env in envs for m in per_env]
-        out.append([*key[:len(varying)], *([key[-1] or "-"] if show_variant else []), *cells,
-                    _text(first["id_acc"], "id_acc"), str(len(first["seeds"])), str(first["searched"])])
+        spreads = [_spread(by_env[env][f"draw_sd_{m}"]) if env in by_env else "-" for env in envs for m in drawn]
+        out.append([*key[:len(varying)], *([key[-1] or "-"] if show_variant else []), *cells, *spreads,
+                    _text(first["id_acc"], "id_acc"), str(len(first["seeds"])),
+                    *([_draw_count(first["draws"])] if drawn else []), str(first["searched"])])
     return " · ".join(constant), headers, out
 
 
@@ -174,4 +198,8 @@ def rule_heading(selection: str, summary: list[dict[str, Any]]) -> str:
     """What a rule's table shows, in words: the rule, the statistic and the trial count."""
     counts = sorted({len(r["seeds"]) for r in summary})
     n = ", ".join(map(str, counts)) or "0"
-    return f"selection {selection}: {RULES[selection].description}; mean ± SE over trials (n = {n})"
+    heading = f"selection {selection}: {RULES[selection].description}; mean ± SE over trials (n = {n})"
+    if any(r["draw_sd_acc"] for r in summary):
+        heading += ("; a stochastic target's row is each trial's mean over its device draws, its sd over draws "
+                    "the trials' mean std between chips")
+    return heading

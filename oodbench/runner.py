@@ -255,6 +255,14 @@ def _make_run_dir(run_dir: Path) -> bool:
     return not existed
 
 
+def _time_keys(plugins: PluginSet, cells: list[Cell]) -> dict[str, str]:
+    """Per target of the run that names one, its time-since-programming hyperparameter (reports plot it)."""
+    registry = plugins.registry("targets")
+    keys = {name: getattr(registry.get(name), "time_key", None) for name in {c.target for c in cells}
+            if name in registry}
+    return {name: key for name, key in keys.items() if key}
+
+
 def _start(store: Store, options: RunOptions, matrix, plugins: PluginSet, cells: list[Cell], exists: bool) -> None:
     """Record the run's configuration and plan its cells; a resume first proves nothing it adds would mix."""
     current = _spec_hashes(plugins, cells)
@@ -265,8 +273,9 @@ def _start(store: Store, options: RunOptions, matrix, plugins: PluginSet, cells:
     else:
         started = {"created_at": time.time(), "plan": _plan_record(options), "argv": options.argv}
     specs = meta.get("dataset_specs", {}) | current
+    times = meta.get("time_keys", {}) | _time_keys(plugins, cells)
     store.set_meta(started | {"matrix": matrix.as_dict(), "versions": _versions(), "executor": options.executor,
-                              "device": options.device, "dataset_specs": specs})
+                              "device": options.device, "dataset_specs": specs, "time_keys": times})
     store.plan(cells)
 
 

@@ -7,7 +7,8 @@ values of the user's sweeps, its hyperparameters and error), ``trainings``
 (the sha256 of each kept checkpoint file, so a resume never trusts a damaged one), ``tracebacks``
 (the full traceback of each failed cell), ``curves``
 and ``train_stats`` (per-epoch metrics and losses), ``results`` (each cell's
-metrics per checkpoint and split, as its target runs them) and ``plugins``
+metrics per checkpoint and split, as its target runs them; a stochastic target's mean over its
+device draws), ``draws`` (each draw of a stochastic target's cell, per checkpoint and split) and ``plugins``
 (the distribution and version of every plugin that took part in a cell).
 Selection over configurations happens in reports, from these tables. JSON
 and CSV are exports of this, never the other way round. A store written by
@@ -57,6 +58,10 @@ CREATE TABLE IF NOT EXISTS results (
     cell TEXT NOT NULL, checkpoint TEXT NOT NULL, epoch INTEGER NOT NULL, split TEXT NOT NULL, env TEXT NOT NULL,
     role TEXT NOT NULL, part TEXT NOT NULL, acc REAL, gap REAL, worst_group_acc REAL, avg_group_acc REAL,
     group_acc TEXT, n INTEGER, ceiling REAL, PRIMARY KEY (cell, checkpoint, split));
+CREATE TABLE IF NOT EXISTS draws (
+    cell TEXT NOT NULL, checkpoint TEXT NOT NULL, draw INTEGER NOT NULL, split TEXT NOT NULL, acc REAL, gap REAL,
+    worst_group_acc REAL, avg_group_acc REAL, group_acc TEXT, n INTEGER, ceiling REAL,
+    PRIMARY KEY (cell, checkpoint, draw, split));
 CREATE TABLE IF NOT EXISTS plugins (
     cell TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, dist TEXT NOT NULL, version TEXT NOT NULL,
     PRIMARY KEY (cell, kind));
@@ -162,8 +167,9 @@ class Store:
             return
         with self.db:
             if previous is not None:
-                self.db.execute("DELETE FROM results WHERE cell IN (SELECT key FROM cells WHERE training = ?)",
-                                (result.key,))
+                for table in ("results", "draws"):
+                    self.db.execute(f"DELETE FROM {table} WHERE cell IN (SELECT key FROM cells WHERE training = ?)",
+                                    (result.key,))
                 self.db.execute("UPDATE cells SET status = 'pending', updated_at = ? WHERE training = ? "
                                 "AND status = 'done'", (time.time(), result.key))
             self.db.execute("DELETE FROM checkpoints WHERE training = ?", (result.key,))
@@ -192,6 +198,7 @@ class Store:
             return
         with self.db:
             self.db.execute("DELETE FROM results WHERE cell = ?", (result.key,))
+            self.db.execute("DELETE FROM draws WHERE cell = ?", (result.key,))
             self.db.execute("DELETE FROM tracebacks WHERE cell = ?", (result.key,))
             if result.traceback:
                 self.db.execute("INSERT INTO tracebacks VALUES (?, ?)", (result.key, result.traceback))
@@ -203,6 +210,10 @@ class Store:
                 [(result.key, rule, result.selected[rule], name, splits[name]["env"], splits[name]["role"],
                   splits[name]["part"], *_metric_row(m))
                  for rule, metrics in result.results.items() for name, m in metrics.items()])
+            self.db.executemany(
+                "INSERT INTO draws VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(result.key, rule, i, name, *_metric_row(m))
+                 for rule, draws in result.draws.items() for i, metrics in enumerate(draws) for name, m in metrics.items()])
             self.db.executemany("INSERT OR REPLACE INTO plugins VALUES (?, ?, ?, ?, ?)",
                                 [(result.key, kind, *info) for kind, info in plugins.items()])
 
@@ -245,6 +256,19 @@ class Store:
             "ORDER BY c.dataset, c.backbone, c.algorithm, c.target, c.seed, c.config, r.split", (checkpoint,))
         return [dict(r) | {"hparams": json.loads(r["hparams"]), "variant": json.loads(r["variant"]),
                            "group_acc": json.loads(r["group_acc"])} for r in rows]
+
+    def draws(self, checkpoint: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """Per (cell, split) of done cells, each device draw's metrics at ``checkpoint`` in draw order; empty for a
+        store from before draws were kept."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'draws'").fetchone():
+            return {}
+        rows = self.db.execute(
+            "SELECT d.* FROM draws d JOIN cells c ON c.key = d.cell WHERE c.status = 'done' AND d.checkpoint = ? "
+            "ORDER BY d.cell, d.split, d.draw", (checkpoint,))
+        out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in rows:
+            out.setdefault((r["cell"], r["split"]), []).append(dict(r) | {"group_acc": json.loads(r["group_acc"])})
+        return out
 
     def curves(self, training: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT * FROM curves" + (" WHERE training = ?" if training else "") + " ORDER BY training, epoch, split"

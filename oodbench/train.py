@@ -10,6 +10,7 @@ store: a job runs the same in-process, in a worker process or on Ray.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import math
@@ -26,8 +27,10 @@ import torch
 from torch import nn
 
 from oodbench.api import Algorithm, Batch, Environment, Task, backbone_problem
+from oodbench.draws import DRAWS, draw_count, draw_seed
+from oodbench.hardware_aware import SEED_OFFSET, perturbed, perturbing_target
 from oodbench.matrix import Cell
-from oodbench.metrics import EnvMetrics, env_metrics
+from oodbench.metrics import EnvMetrics, env_metrics, mean_over_draws
 from oodbench.plugins import get_plugins
 from oodbench.selection import BestEpochs
 from oodbench.splits import Split, split_environments
@@ -102,6 +105,9 @@ class CellResult:
     error: str | None = None
     selected: dict[str, int] = field(default_factory=dict)
     results: dict[str, dict[str, EnvMetrics]] = field(default_factory=dict)
+    """Per rule and split; a stochastic target's are the mean over its draws."""
+    draws: dict[str, list[dict[str, EnvMetrics]]] = field(default_factory=dict)
+    """A stochastic target's every draw: per rule, one {split: metrics} per draw (empty for other targets)."""
     splits: list[dict[str, str]] = field(default_factory=list)
     duration_s: float = 0.0
     traceback: str | None = None
@@ -222,11 +228,14 @@ def train(job: Job, algorithm: Algorithm, prepared: Prepared,
                          f"({min(len(e) for e in train_envs)} samples)")
     algorithm.setup(train_envs)
     generator = torch.Generator().manual_seed(job.seed)
+    hardware = perturbing_target(job.training)
+    noise = torch.Generator().manual_seed(job.seed + SEED_OFFSET)
     best = BestEpochs(prepared.splits)
     kept: dict[int, dict[str, torch.Tensor]] = {}
     result = TrainingResult(key=job.training_key, status="done", splits=_describe(prepared.splits))
     for epoch in range(1, epochs + 1):
-        result.stats.append(train_epoch(algorithm, train_envs, batch_size, generator, epoch, source_envs))
+        with perturbed(algorithm.network(), hardware, noise) if hardware else contextlib.nullcontext():
+            result.stats.append(train_epoch(algorithm, train_envs, batch_size, generator, epoch, source_envs))
         algorithm.eval()
         metrics = evaluate(algorithm.predict, prepared.splits, prepared.task.num_groups)
         result.curves.append(metrics)
@@ -278,19 +287,29 @@ def _load_states(job: Job, device: torch.device) -> dict[int, dict[str, torch.Te
 
 def deploy_cell(job: Job, cell: TargetCell, algorithm: Algorithm, prepared: Prepared,
                 states: dict[int, dict[str, torch.Tensor]], selected: dict[str, int]) -> CellResult:
-    """Evaluate each selected network as ``cell.target`` runs it; a failure fails this cell only."""
+    """Evaluate each selected network as ``cell.target`` runs it, on every device draw of a stochastic target;
+    a failure fails this cell only."""
     start = time.perf_counter()
-    target = get_plugins().registry("targets").get(cell.target)(**cell.hparams)
+    target_class = get_plugins().registry("targets").get(cell.target)
+    target = target_class(**cell.hparams)
     calibration = prepared.train[0].data.x[:CALIBRATION_SIZE]
-    by_epoch: dict[int, dict[str, EnvMetrics]] = {}
+    draws = draw_count(cell.hparams)
+    by_epoch: dict[int, list[dict[str, EnvMetrics]]] = {}
     for epoch in sorted(set(selected.values())):
         algorithm.load_state_dict(states[epoch])
-        network = copy.deepcopy(algorithm.network()).eval()
-        deployed = target.deploy(network, calibration, job.seed)
-        by_epoch[epoch] = evaluate(deployed, prepared.splits, prepared.task.num_groups)
+        network = algorithm.network().eval()
+        # each draw gets its own copy: a target may change the network it is given
+        by_epoch[epoch] = [evaluate(target.deploy(copy.deepcopy(network), calibration, draw_seed(job.seed, i)),
+                                    prepared.splits, prepared.task.num_groups) for i in range(draws)]
+    stochastic = DRAWS in getattr(target_class, "defaults", {})
     return CellResult(key=cell.key, status="done", selected=dict(selected),
-                      results={rule: by_epoch[epoch] for rule, epoch in selected.items()},
+                      results={rule: _mean_draws(by_epoch[epoch]) for rule, epoch in selected.items()},
+                      draws={rule: by_epoch[epoch] for rule, epoch in selected.items()} if stochastic else {},
                       splits=_describe(prepared.splits), duration_s=time.perf_counter() - start)
+
+
+def _mean_draws(draws: list[dict[str, EnvMetrics]]) -> dict[str, EnvMetrics]:
+    return {name: mean_over_draws([d[name] for d in draws]) for name in draws[0]}
 
 
 LIBRARIES = ("torch", "torchvision", "numpy", "snntorch", "memtorch", "pluggy")

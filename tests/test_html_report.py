@@ -199,3 +199,38 @@ def test_the_browser_check_catches_a_broken_page(tmp_path, browser):
                    "<script>throw new Error('boom')</script></body></html>")
     found = problems(browser, bad)
     assert any("boom" in message for message in found) and "image not shown: corrupt" in found
+
+
+def test_a_time_sweep_on_a_target_that_names_its_time_key_is_drawn_against_time(tmp_path):
+    """Two methods read at three times on an aging target: one figure over time; the same rows without the
+    run's record of the target's time key get only the generic sweep plots."""
+    from oodbench.plots import time_label
+
+    assert [time_label(t) for t in (1.0, 3600.0, 86_400.0, 2_592_000.0, 31_536_000.0)] == [
+        "1 s", "1 h", "1 d", "1 mo", "1 y"]
+    pages = {}
+    for keys in ({"memristor_aging": "retention_time"}, {}):
+        run_dir = tmp_path / f"run{len(keys)}"
+        run_dir.mkdir()
+        with Store.in_dir(run_dir) as store:
+            store.set_meta({"matrix": {"name": "aging"}, "time_keys": keys})
+            for seed in SEEDS:
+                for algorithm in ALGORITHMS:
+                    cells = {time: Cell("colored_mnist", "cnn", algorithm, "memristor_aging", seed, {"epochs": 2}, {},
+                                        {}, {"retention_time": time}, variant={"retention_time": time})
+                             for time in (1.0, 3600.0, 3.15e7)}
+                    store.plan(list(cells.values()))
+                    first = next(iter(cells.values()))
+                    store.record_training(TrainingResult(first.training_key, "done", splits=SPLITS,
+                                                         curves=[_epoch(0.7)] * 2, stats=[{}, {}],
+                                                         selected=CHECKPOINTS))
+                    for cell, acc in zip(cells.values(), (0.7, 0.6, 0.5)):  # one chip, read later and later
+                        store.record_cell(CellResult(cell.key, "done", selected=CHECKPOINTS,
+                                                     results={k: _epoch(acc) for k in CHECKPOINTS}, splits=SPLITS),
+                                          VERSIONS)
+        assert main(["report", str(run_dir), "--format", "html", "--selection", "oracle"]) == 0
+        pages[len(keys)] = (run_dir / "report.html").read_text()
+    timed, untimed = pages[1], pages[0]
+    assert "Accuracy over time on the hardware" in timed and "Accuracy over time" not in untimed
+    captions = [c for c in timed.split("<figcaption>")[1:] if "against retention_time" in c and "dashed" in c]
+    assert len(captions) == 1 and "memristor_aging" in captions[0]

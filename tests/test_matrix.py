@@ -219,6 +219,14 @@ def test_include_naming_an_unknown_component_is_a_usage_error(plugins):
         expand(matrix(include=include), plugins)
 
 
+@pytest.mark.parametrize("value", [0, [], ["cnn"]])
+def test_include_naming_something_that_is_no_name_is_a_usage_error(plugins, value):
+    """Found by the fuzz test once seed-table had includes: a list or a number was a TypeError."""
+    include = [{"dataset": "colored_mnist", "backbone": value, "algorithm": "erm", "target": "float"}]
+    with pytest.raises(UsageError, match=r"^test\.toml: include\[0\]\.backbone must be a name, got "):
+        expand(matrix(include=include), plugins)
+
+
 def test_exclude_removes_by_partial_match(plugins):
     m = dict(backbones=["cnn", "mlp"], seeds=[0, 1, 2])
     all_cells = combos(expand(matrix(**m), plugins))

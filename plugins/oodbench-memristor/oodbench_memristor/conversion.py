@@ -4,12 +4,12 @@ The order is memtorch's tutorial's and a deployed chip's: map the weights
 onto fresh devices (``patch_model``), calibrate each layer's read-out on
 those fresh devices (``tune_()``, a linear fit against the float layer), then
 let the devices fail or age; the calibration is not redone unless ``retune``
-is set (a re-tune partly compensates the non-idealities). Everything random
-draws from the cell's seed (``seeding.seeded``).
+is set (a re-tune partly compensates the non-idealities). The fresh chip is
+kept per worker (``programmed``); the non-idealities draw from the
+deployment's seed (``seeding.seeded``).
 
 A patched model holds a lambda and hundreds of thousands of device objects:
-it is never cached or pickled; the harness caches the float network and a
-target converts it again when asked.
+it is never pickled; a deployment returns a copy without the devices.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from oodbench_memristor.crossbar import QUANT_METHODS, accelerate
+from oodbench_memristor.programmed import CALIBRATION_SEED, Chip, programmed, without_devices
 from oodbench_memristor.seeding import seeded
 
 DEVICE_DEFAULTS: dict[str, Any] = {
@@ -122,16 +123,15 @@ def import_memtorch() -> ModuleType:
     return memtorch
 
 
-def convert(network: nn.Module, device: Device, seed: int,
-            nonidealities: Callable[[nn.Module], None] | None = None, retune: bool = False) -> nn.Module:
-    """``network`` (left untouched) on crossbars: patched, tuned on fresh devices, then ``nonidealities`` applied."""
+def program(network: nn.Module, device: Device) -> Chip:
+    """``network`` (left untouched) on fresh crossbars: patched, routed through the batched path and tuned."""
     memtorch = import_memtorch()
     from memtorch.map.Input import naive_scale
     from memtorch.map.Parameter import naive_map
     from memtorch.mn.Module import patch_model
 
     check_convertible(network, device.layers)
-    with seeded(seed), torch.no_grad():
+    with seeded(CALIBRATION_SEED), torch.no_grad():
         model = patch_model(
             copy.deepcopy(network).cpu().eval(),
             memristor_model=memtorch.bh.memristor.VTEAM,
@@ -152,22 +152,17 @@ def convert(network: nn.Module, device: Device, seed: int,
         if not accelerate(model):
             raise ValueError(f"the network has no {' or '.join(t.__name__ for t in device.layers)} layer to convert")
         model.tune_()
+    return Chip.of(model, [layer for _, layer in memtorch_layers(model)])
+
+
+def convert(network: nn.Module, device: Device, seed: int,
+            nonidealities: Callable[[nn.Module], None] | None = None, retune: bool = False) -> nn.Module:
+    """``network`` (left untouched) on crossbars: the programmed chip with ``nonidealities`` applied, drawn from
+    ``seed``, and re-tuned if ``retune``; a copy that holds conductances only."""
+    model = programmed(network, device, lambda net: program(net, device))
+    with seeded(seed), torch.no_grad():
         if nonidealities is not None:
             nonidealities(model)
             if retune:
                 model.tune_()
-    release_devices(model)
-    return model.eval()
-
-
-def release_devices(model: nn.Module) -> None:
-    """Drop memtorch's per-device Python objects once the conductances are final.
-
-    1T1R inference reads only the conductance matrices; the device objects
-    (two per weight, tile padding included: about 360 000 for the default
-    CNN) would otherwise hold hundreds of MB for as long as the network is
-    evaluated.
-    """
-    for _, layer in memtorch_layers(model):
-        for crossbar in layer.crossbars:
-            crossbar.devices = None
+    return without_devices(model, [layer for _, layer in memtorch_layers(model)]).eval()

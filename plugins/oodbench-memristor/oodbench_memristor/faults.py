@@ -3,7 +3,7 @@
 memtorch's ``DeviceFaults`` picks, in each crossbar (tile padding included),
 ``int(n * hrs_proportion)`` devices to stick at 1/r_off and then
 ``int(n * lrs_proportion)`` to stick at 1/r_on, from NumPy's global RNG,
-which the conversion seeds with the cell's seed. Devices that never
+which the deployment seeds with its draw's seed. Devices that never
 electroformed also sit at the high resistance state, so
 ``electroform_proportion`` adds to ``hrs_proportion``. Defaults are memtorch's
 tutorial's (25 % LRS, 10 % HRS).
@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from oodbench import hookimpl
-from oodbench_memristor.conversion import DEVICE_DEFAULTS, import_memtorch
+from oodbench_memristor.conversion import DEVICE_DEFAULTS, Device, import_memtorch
 from oodbench_memristor.ideal import MemristorTarget
 
 FAULT_DEFAULTS: dict[str, Any] = {
@@ -25,7 +26,9 @@ FAULT_DEFAULTS: dict[str, Any] = {
     "hrs_proportion": 0.10,
     "electroform_proportion": 0.0,
     "retune": False,
+    "draws": 1,
 }
+"""``draws``: chips drawn per trained network, each with its own seeded set of stuck devices (oodbench.draws)."""
 
 
 class FaultsTarget(MemristorTarget):
@@ -52,6 +55,28 @@ class FaultsTarget(MemristorTarget):
             apply_nonidealities(model, non_idealities=[NonIdeality.DeviceFaults], **proportions)
 
         return apply
+
+    def perturb_weight(self, layer: nn.Module, weight: torch.Tensor, generator: torch.Generator) -> torch.Tensor | None:
+        """``weight`` as a chip with a fresh random set of stuck devices holds it, for hardware-aware training.
+
+        memtorch maps a weight onto two devices (``naive_map``, double column):
+        the positive part onto one, the negative onto the other, each as a
+        fraction of the layer's largest magnitude; the calibration reads their
+        difference back in weight units. A device stuck at HRS reads as 0, one
+        stuck at LRS as the full magnitude. Each device here fails on its own
+        coin (memtorch draws exact counts per crossbar; tile padding, whose
+        stuck devices move only the ADC's range, is not modelled).
+        """
+        if type(layer) not in Device.from_hparams(self.hparams).layers:
+            return None
+        h = self.hparams
+        hrs = float(h["hrs_proportion"]) + float(h["electroform_proportion"])
+        top = weight.abs().max()
+        parts = []
+        for part in (weight.clamp(min=0), (-weight).clamp(min=0)):
+            part = torch.where(torch.rand(part.shape, generator=generator) < hrs, 0.0, part)
+            parts.append(torch.where(torch.rand(part.shape, generator=generator) < float(h["lrs_proportion"]), top, part))
+        return parts[0] - parts[1]
 
 
 @hookimpl

@@ -65,7 +65,8 @@ def test_a_bad_device_setting_is_named(setting, message):
     (FaultsTarget, {"lrs_proportion": 1.5}, "lrs_proportion must be in"),
     (AgingTarget, {"endurance_mode": "slow"}, "endurance_mode must be one of sudden, gradual"),
     (AgingTarget, {"p_lrs": [1.0, 0.0]}, "p_lrs must be four numbers"),
-    (AgingTarget, {"retention_time": 0.5}, "retention_initial_time < retention_time"),
+    (AgingTarget, {"retention_time": 0.5}, "retention_initial_time <= retention_time"),
+    (AgingTarget, {"drift_std": -0.1}, r"drift_std must be in \[0, 1\]"),
     (StatesTarget, {"conductance_states": 1}, "conductance_states must be an integer of at least 2"),
 ])
 def test_a_bad_nonideality_setting_fails_before_any_conversion(target, setting, message):

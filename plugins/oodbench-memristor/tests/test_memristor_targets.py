@@ -1,5 +1,7 @@
 """What each target does to the devices, and what an ideal device preserves (real memtorch, small tiles)."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from oodbench_memristor.aging import AgingTarget
 from oodbench_memristor.conversion import Device, convert, memtorch_layers
 from oodbench_memristor.faults import FaultsTarget
 from oodbench_memristor.ideal import MemristorTarget
+from oodbench_memristor.programmed import CHIPS_KEPT
 from oodbench_memristor.states import StatesTarget
 
 from oodbench.builtin.cnn import CNN
@@ -85,6 +88,39 @@ def test_the_same_seed_gives_the_same_faulty_network(network):
         assert torch.equal(first(x), second(x))
 
 
+def test_a_deployment_does_not_depend_on_what_the_worker_deployed_before(network):
+    """The programmed chip is kept between deployments (programmed.py): other draws, other targets and re-tuning
+    in between must leave no trace, and a chip programmed afresh must give the same numbers."""
+    x = bars(32, seed=1)[0]
+    faults = FaultsTarget(**SMALL_TILES)
+
+    def deployed() -> tuple[list[torch.Tensor], torch.Tensor]:
+        model = faults.deploy(network, None, seed=5)
+        with torch.no_grad():
+            return conductances(model), model(x)
+
+    first, first_out = deployed()
+    FaultsTarget(**SMALL_TILES, retune=True).deploy(network, None, seed=6)  # re-fits every read-out
+    AgingTarget(**SMALL_TILES).deploy(network, None, seed=0)
+    again, again_out = deployed()
+    for other in range(CHIPS_KEPT):  # as many other networks as chips are kept: this one's chip goes
+        torch.manual_seed(100 + other)
+        MemristorTarget(**SMALL_TILES).deploy(CNN(SHAPE, 2, width=4, hidden=16), None, seed=0)
+    afresh, afresh_out = deployed()
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(first, again, afresh))
+    assert torch.equal(first_out, again_out) and torch.equal(first_out, afresh_out)
+
+
+def test_a_deployed_network_is_its_own_copy_without_device_objects(network):
+    x = bars(16, seed=2)[0]
+    one = FaultsTarget(**SMALL_TILES).deploy(network, None, seed=1)
+    with torch.no_grad():
+        before = one(x)
+        FaultsTarget(**SMALL_TILES).deploy(network, None, seed=2)  # the next draw reuses the chip, not this copy
+        assert torch.equal(one(x), before)
+    assert all(crossbar.devices is None for _, layer in memtorch_layers(one) for crossbar in layer.crossbars)
+
+
 def test_deploying_leaves_the_global_random_streams_where_they_were(network):
     np.random.seed(11)
     torch.manual_seed(11)
@@ -98,7 +134,7 @@ def test_deploying_leaves_the_global_random_streams_where_they_were(network):
 def test_sudden_endurance_failure_then_drift_leaves_two_conductances(network, ideal):
     """Past the cycle threshold every device below 550 Ω (r_on + r_off / 2, memtorch's convergence point) goes
     to 100 Ω, the rest to 1 kΩ; 1000 s of drift at coefficient 0.1 then scales every conductance by 1000**-0.1."""
-    aged = conductances(AgingTarget(**SMALL_TILES).deploy(network, None, seed=0))
+    aged = conductances(AgingTarget(**SMALL_TILES, drift_std=0.0).deploy(network, None, seed=0))
     drift = 1000.0 ** -0.1
     for before, after in zip(ideal, aged):
         lrs = 1 / before < 550
@@ -109,9 +145,62 @@ def test_sudden_endurance_failure_then_drift_leaves_two_conductances(network, id
 
 def test_retention_alone_scales_every_conductance(network, ideal):
     """Below the endurance threshold (1 cycle for p = [1, 0, 0, 0]) only the drift acts."""
-    aged = conductances(AgingTarget(**SMALL_TILES, endurance_cycles=0.5, retention_time=1e4).deploy(network, None, 0))
+    aged = conductances(AgingTarget(**SMALL_TILES, endurance_cycles=0.5, retention_time=1e4,
+                                    drift_std=0.0).deploy(network, None, 0))
     for before, after in zip(ideal, aged):
         torch.testing.assert_close(after, before * 1e4 ** -0.1)
+
+
+def test_without_spread_the_drift_is_memtorchs_own_model(network, ideal):
+    """memtorch's endurance then its retention model, as this target ran them before it drew exponents."""
+    from memtorch.bh.nonideality import endurance_retention_models as models
+    from memtorch.bh.nonideality.NonIdeality import NonIdeality, apply_nonidealities
+
+    def memtorchs(model: nn.Module) -> None:
+        apply_nonidealities(
+            model, non_idealities=[NonIdeality.Endurance, NonIdeality.Retention], x=0.5,
+            endurance_model=models.model_endurance_retention,
+            endurance_model_kwargs={"operation_mode": models.OperationMode.sudden, "p_lrs": [1.0, 0.0, 0.0, 0.0],
+                                    "stable_resistance_lrs": 100.0, "p_hrs": [1.0, 0.0, 0.0, 0.0],
+                                    "stable_resistance_hrs": 1000.0, "cell_size": 10.0, "temperature": 350.0},
+            time=3600.0, retention_model=models.model_conductance_drift,
+            retention_model_kwargs={"initial_time": 1.0, "drift_coefficient": 0.1})
+
+    theirs = conductances(convert(network, Device.from_hparams(SMALL_TILES), seed=0, nonidealities=memtorchs))
+    ours = conductances(AgingTarget(**SMALL_TILES, endurance_cycles=0.5, retention_time=3600.0,
+                                    drift_std=0.0).deploy(network, None, 0))
+    assert all(torch.equal(a, b) for a, b in zip(theirs, ours))
+
+
+def _exponents(network, ideal, seed, time, **hparams) -> torch.Tensor:
+    """Each device's drift exponent, read back from its conductance: log(G_t / G_0) / -log(t / t0)."""
+    aged = conductances(AgingTarget(**SMALL_TILES, endurance_cycles=0.5, retention_time=time,
+                                    **hparams).deploy(network, None, seed))
+    return torch.cat([(torch.log(a / b) / -math.log(time)).reshape(-1) for a, b in zip(aged, ideal)])
+
+
+def test_each_device_draws_its_own_drift_exponent_and_keeps_it_over_time(network, ideal):
+    """A chip read after an hour and after a year is the same chip: the same exponent per device; another seed
+    is another chip. Over the toy CNN's 3 584 devices the exponents have the declared mean and spread."""
+    hour, year = _exponents(network, ideal, 7, 3600.0), _exponents(network, ideal, 7, 3.15e7)
+    other = _exponents(network, ideal, 8, 3600.0)
+    torch.testing.assert_close(hour, year, rtol=0, atol=1e-4)
+    assert not torch.allclose(hour, other, atol=1e-3)
+    assert abs(hour.mean().item() - 0.1) < 0.002 and abs(hour.std().item() - 0.02) < 0.002
+    assert hour.numel() > 3_000
+
+
+def test_drift_compensation_undoes_a_uniform_drift(network):
+    """Without an ADC (which rounds a rescaled current differently) and with one exponent for all devices,
+    the compensated read-out after a year is the read-out at programming time; uncompensated, it is not."""
+    x = bars(32, seed=3)[0]
+    plain = dict(SMALL_TILES, adc_bits=0, endurance_cycles=0.5, drift_std=0.0)
+    with torch.no_grad():
+        fresh = AgingTarget(**plain, retention_time=1.0).deploy(network, None, 0)(x)
+        compensated = AgingTarget(**plain, retention_time=3.15e7, drift_compensation=True).deploy(network, None, 0)(x)
+        drifted = AgingTarget(**plain, retention_time=3.15e7).deploy(network, None, 0)(x)
+    torch.testing.assert_close(compensated, fresh, rtol=1e-4, atol=1e-5)
+    assert (drifted - fresh).abs().max() > 100 * (compensated - fresh).abs().max()
 
 
 @pytest.mark.parametrize("states", [2, 5])
@@ -149,3 +238,31 @@ def test_a_subclassed_layer_is_refused_by_name():
     network = nn.Sequential(nn.Flatten(), Scaled(4, 2))
     with pytest.raises(TypeError, match="layer 1 is a Scaled"):
         MemristorTarget(**SMALL_TILES).deploy(network, None, seed=0)
+
+
+def _effective(model: nn.Module, n_in: int) -> torch.Tensor:
+    """A one-layer network's weight as its crossbar holds it: the read of each unit input, bias removed."""
+    with torch.no_grad():
+        eye = torch.eye(n_in)
+        return (model(eye) - model(torch.zeros(1, n_in))).T
+
+
+def test_hardware_aware_faults_hold_weights_as_memtorchs_stuck_devices_do():
+    """The training-time model against memtorch's DeviceFaults on one linear layer (no tiles, no ADC, so the
+    crossbar read is the weight): every weight either kept, zeroed or pushed to +-max (alone or minus its
+    value), and the share kept the same, (1 - hrs)(1 - lrs)^2 = 0.506 at the defaults."""
+    torch.manual_seed(0)
+    layer = nn.Linear(64, 32)
+    network = nn.Sequential(layer).eval()
+    target = FaultsTarget(tile_rows=0, tile_cols=0, adc_bits=0)
+    w, top = layer.weight.detach(), layer.weight.detach().abs().max()
+    theirs = _effective(target.deploy(network, None, seed=3), 64)
+    ours = target.perturb_weight(layer, w, torch.Generator().manual_seed(3))
+    outcomes = torch.stack([w, torch.zeros_like(w), top.expand_as(w), -top.expand_as(w), w - top * w.sign()])
+    for effective in (theirs, ours):
+        nearest = (effective.unsqueeze(0) - outcomes).abs().amin(0)
+        assert nearest.max() < 1e-3 * top
+    kept = [((effective - w).abs() < 1e-3 * top).float().mean().item() for effective in (theirs, ours)]
+    assert abs(kept[0] - 0.506) < 0.03 and abs(kept[1] - 0.506) < 0.03
+    assert torch.equal(layer.weight.detach(), w)  # the weight it was given is left alone
+    assert FaultsTarget().perturb_weight(nn.BatchNorm1d(4), torch.ones(4), torch.Generator()) is None
